@@ -1,0 +1,1 @@
+"""Experiment configs: `experiments/<name>.py` with `get_config()`."""

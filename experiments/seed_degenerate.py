@@ -1,0 +1,16 @@
+"""The seed article's own setting: every task is the same line y = 2x + 3.
+
+With one task there is nothing to meta-learn: MAML just fits the line, and
+adaptation has nothing left to gain (pre- and post-adaptation losses both
+reach the noise floor 0.01). Kept as a config so that behaviour is tested.
+
+  python -m metajax seed_degenerate
+"""
+import dataclasses
+
+from experiments import seed_linear
+
+
+def get_config():
+  return dataclasses.replace(seed_linear.get_config(), slope_range=(2.0, 2.0),
+                             intercept_range=(3.0, 3.0))

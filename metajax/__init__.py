@@ -1,0 +1,21 @@
+"""metajax: gradient-based meta-learning in pure-functional JAX.
+
+The public functional API is re-exported here:
+
+  adapt            inner-loop adaptation of any params pytree (lax.scan)
+  InnerLoop        frozen settings of the inner loop
+  maml_task_loss   post-adaptation query loss of one task
+  meta_objective   vmapped mean over a TaskBatch
+  maml_meta_grad   meta-gradient function for the meta-step
+  make_meta_step   builds the jitted (state, tasks) -> (state, metrics)
+  init_meta_state  the MetaState pytree
+"""
+from metajax.inner import AdaptResult, adapt, differentiable_adam
+from metajax.losses import (
+    accuracy_metric, cross_entropy_loss, mse_loss, tree_is_finite)
+from metajax.meta_step import init_meta_state, make_meta_step, maml_meta_grad
+from metajax.objective import (
+    InnerLoop, check_task_batch, maml_task_loss, meta_objective)
+from metajax.types import MetaState, TaskBatch
+
+__version__ = "0.1.0"

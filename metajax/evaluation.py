@@ -1,0 +1,60 @@
+"""Meta-test evaluation: adapt on fresh tasks, score the query set per step.
+
+The protocol of the MAML paper's Table 2 and Omniglot tables: a fixed set of
+tasks from a fixed seed, fine-tune from the meta-learned initialisation with
+the inner optimizer, report the mean over tasks with a 95% interval.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metajax.objective import InnerLoop, query_metrics
+from metajax.types import TaskBatch
+
+
+def adaptation_curves(params, inner: InnerLoop, tasks: TaskBatch,
+                      max_steps: int, chunk_size: int = 100) -> dict:
+  """Query metrics of every task after 0..max_steps inner steps.
+
+  Tasks are processed `chunk_size` at a time (`lax.map` over chunks of a
+  `vmap`), so memory stays bounded for many tasks.
+
+  Returns:
+    `{"loss": array (num_tasks, max_steps + 1), <metric>: ...}` as numpy.
+  """
+  def one_task(task):
+    per_step = lambda p: query_metrics(inner, p, task.query, "")
+    result = inner.run(params, task.support, num_steps=max_steps,
+                       first_order=True, per_step_fn=per_step)
+    start = per_step(params)
+    return jax.tree.map(lambda s, rest: jnp.concatenate([s[None], rest]),
+                        start, result.per_step)
+
+  num_tasks = jax.tree.leaves(tasks)[0].shape[0]
+  chunk = min(chunk_size, num_tasks)
+  num_chunks = math.ceil(num_tasks / chunk)
+  pad = num_chunks * chunk - num_tasks
+
+  def reshape(leaf):
+    leaf = jnp.concatenate([leaf, leaf[:pad]]) if pad else leaf
+    return leaf.reshape((num_chunks, chunk) + leaf.shape[1:])
+
+  chunked = jax.tree.map(reshape, tasks)
+  curves = jax.jit(lambda t: jax.lax.map(jax.vmap(one_task), t))(chunked)
+  return jax.tree.map(
+      lambda c: np.asarray(c).reshape((-1,) + c.shape[2:])[:num_tasks], curves)
+
+
+def mean_and_interval(values) -> dict:
+  """Mean and the half-width of its 95% normal interval."""
+  values = np.asarray(values, dtype=np.float64)
+  half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
+  return {"mean": float(values.mean()), "ci95": float(half)}
+
+
+def summarize_curves(curves: dict, steps) -> dict:
+  """`{metric: {"step_N": {"mean", "ci95"}}}` at the requested step counts."""
+  return {name: {f"step_{n}": mean_and_interval(curve[:, n]) for n in steps}
+          for name, curve in curves.items()}

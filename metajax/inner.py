@@ -1,0 +1,105 @@
+"""Inner-loop adaptation: a `jax.lax.scan` of optimizer steps on one task.
+
+`adapt` is the building block every gradient-based algorithm shares. It is
+written for ONE task (unbatched arrays); `jax.vmap` it over a task axis.
+"""
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+PyTree = Any
+LossFn = Callable[[PyTree, PyTree], jax.Array]
+
+
+class AdaptResult(NamedTuple):
+  """What `adapt` returns.
+
+  Attributes:
+    params: the adapted parameters after `num_steps` steps.
+    losses: shape `(num_steps,)`, the support loss before each step.
+    per_step: stacked outputs of `per_step_fn` after each step (or None).
+  """
+  params: PyTree
+  losses: jax.Array
+  per_step: Any = None
+
+
+def differentiable_adam(learning_rate, **kwargs) -> optax.GradientTransformation:
+  """`optax.adam` safe to differentiate through (for inner loops).
+
+  Plain Adam's `sqrt(v)` has an infinite derivative where a gradient entry is
+  exactly zero (a dead ReLU), which makes meta-gradients NaN; `eps_root`
+  moves the epsilon inside the square root.
+  """
+  kwargs.setdefault("eps_root", 1e-12)
+  return optax.adam(learning_rate, **kwargs)
+
+
+def check_inner_settings(num_steps, learning_rate=None):
+  """Raises ValueError for a negative step count or a negative/NaN rate."""
+  if not isinstance(num_steps, int) or isinstance(num_steps, bool):
+    raise TypeError(f"num_steps must be a Python int, got {num_steps!r}")
+  if num_steps < 0:
+    raise ValueError(f"num_steps must be >= 0, got {num_steps}")
+  if learning_rate is not None and isinstance(learning_rate, (int, float)):
+    if not learning_rate >= 0:  # also catches NaN
+      raise ValueError(f"inner learning_rate must be >= 0, got {learning_rate}")
+
+
+def adapt(
+    params: PyTree,
+    loss_fn: LossFn,
+    batch: PyTree,
+    num_steps: int,
+    *,
+    learning_rate: float = 0.01,
+    inner_optimizer: Optional[optax.GradientTransformation] = None,
+    first_order: bool = False,
+    remat: bool = False,
+    per_step_fn: Optional[Callable[[PyTree], Any]] = None,
+) -> AdaptResult:
+  """Adapts `params` to one task with `num_steps` gradient steps.
+
+  Args:
+    params: parameter pytree to start from (the meta-learned initialisation).
+    loss_fn: `loss_fn(params, batch) -> scalar` for one task.
+    batch: the task's support data, as `loss_fn` takes it.
+    num_steps: number of inner steps (a Python int, >= 0; 0 returns `params`).
+    learning_rate: rate of the default inner optimizer, plain SGD. Ignored
+      when `inner_optimizer` is given. May be a traced scalar.
+    inner_optimizer: any optax `GradientTransformation`; its state is carried
+      through the scan. It may close over traced meta-parameters (learned
+      rates), which then receive meta-gradients.
+    first_order: stop gradients through the inner gradients (first-order MAML):
+      the adapted parameters depend on `params` only through the identity path.
+    remat: wrap each step in `jax.checkpoint`, trading compute for memory on
+      long unrolls.
+    per_step_fn: optional `fn(params) -> pytree` evaluated after every step
+      (for example the query loss, for MAML++'s multi-step loss); results are
+      stacked along a leading `num_steps` axis in `AdaptResult.per_step`.
+
+  Returns:
+    An `AdaptResult` with the adapted params and the per-step support losses.
+  """
+  check_inner_settings(num_steps, learning_rate)
+  optimizer = inner_optimizer or optax.sgd(learning_rate)
+  grad_fn = jax.value_and_grad(loss_fn)
+
+  def step(carry, _):
+    current, opt_state = carry
+    loss, grads = grad_fn(current, batch)
+    if first_order:
+      grads = jax.lax.stop_gradient(grads)
+    updates, opt_state = optimizer.update(grads, opt_state, current)
+    current = optax.apply_updates(current, updates)
+    extra = per_step_fn(current) if per_step_fn is not None else None
+    return (current, opt_state), (loss, extra)
+
+  if remat:
+    step = jax.checkpoint(step)
+  init = (params, optimizer.init(params))
+  (adapted, _), (losses, per_step) = jax.lax.scan(
+      step, init, xs=None, length=num_steps)
+  return AdaptResult(adapted, losses, per_step)

@@ -1,0 +1,132 @@
+"""The meta-step factory: one jitted `(state, batch_or_nothing) -> (state, metrics)`.
+
+An algorithm supplies a meta-gradient function
+`meta_grad_fn(params, tasks, key) -> (grads, metrics)`; the factory wraps it
+with the outer optax update, the step counter, the per-step key, a finite
+guard and, optionally, in-jit task sampling and several fused meta-steps.
+"""
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metajax.losses import tree_is_finite
+from metajax.objective import InnerLoop, maml_task_loss, meta_objective
+from metajax.types import MetaState, TaskBatch
+
+PyTree = Any
+MetaGradFn = Callable[[PyTree, TaskBatch, jax.Array], tuple]
+TaskSampler = Callable[[jax.Array], TaskBatch]
+
+
+def init_meta_state(params, outer_optimizer: optax.GradientTransformation,
+                    key: jax.Array) -> MetaState:
+  """The initial `MetaState` for `params` under `outer_optimizer`."""
+  return MetaState(params=params, opt_state=outer_optimizer.init(params),
+                   step=jnp.zeros((), jnp.int32), key=key,
+                   nonfinite_count=jnp.zeros((), jnp.int32),
+                   first_nonfinite_step=jnp.full((), -1, jnp.int32))
+
+
+def maml_meta_grad(inner: InnerLoop, task_loss: Callable = maml_task_loss
+                   ) -> MetaGradFn:
+  """Meta-gradient of the MAML objective (second or first order per `inner`)."""
+
+  def meta_grad_fn(params, tasks, key):
+    del key  # MAML's objective is deterministic given the tasks.
+    objective = lambda p: meta_objective(p, tasks, inner, task_loss)
+    (loss, metrics_T), grads = jax.value_and_grad(objective, has_aux=True)(
+        params)
+    metrics = jax.tree.map(jnp.mean, metrics_T)
+    metrics["meta_loss"] = loss
+    return grads, metrics
+
+  return meta_grad_fn
+
+
+def _update(state: MetaState, tasks: TaskBatch, meta_grad_fn: MetaGradFn,
+            outer_optimizer: optax.GradientTransformation,
+            stop_on_nonfinite: bool):
+  step_key = jax.random.fold_in(state.key, state.step)
+  grads, metrics = meta_grad_fn(state.params, tasks,
+                                jax.random.fold_in(step_key, 1))
+  updates, opt_state = outer_optimizer.update(grads, state.opt_state,
+                                              state.params)
+  params = optax.apply_updates(state.params, updates)
+  finite = tree_is_finite((grads, metrics))
+  # A non-finite step never reaches the state: the old params and optimizer
+  # state are kept and the step is counted. Under the "stop" policy every
+  # later update is refused too, so the state stays the last good one.
+  apply = finite
+  if stop_on_nonfinite:
+    apply = jnp.logical_and(apply, state.first_nonfinite_step < 0)
+  keep = lambda new, old: jnp.where(apply, new, old)
+  params = jax.tree.map(keep, params, state.params)
+  opt_state = jax.tree.map(keep, opt_state, state.opt_state)
+  bad = jnp.logical_not(finite)
+  first_bad = jnp.where(bad & (state.first_nonfinite_step < 0), state.step,
+                        state.first_nonfinite_step)
+  metrics["grad_norm"] = optax.tree.norm(grads)
+  metrics["nonfinite"] = bad.astype(jnp.int32)
+  metrics["step"] = state.step
+  metrics["first_nonfinite_step"] = first_bad
+  return state._replace(
+      params=params, opt_state=opt_state, step=state.step + 1,
+      nonfinite_count=state.nonfinite_count + bad.astype(jnp.int32),
+      first_nonfinite_step=first_bad), metrics
+
+
+def make_meta_step(
+    meta_grad_fn: MetaGradFn,
+    outer_optimizer: optax.GradientTransformation,
+    task_sampler: Optional[TaskSampler] = None,
+    steps_per_call: int = 1,
+    nonfinite_policy: str = "stop",
+    jit: bool = True,
+):
+  """Builds the meta-step once.
+
+  Args:
+    meta_grad_fn: `fn(params, tasks, key) -> (grads, metrics)`, e.g. from
+      `maml_meta_grad`.
+    outer_optimizer: optax optimizer of the meta-parameters.
+    task_sampler: optional `fn(key) -> TaskBatch` run inside the step with
+      the key `fold_in(fold_in(state.key, state.step), 0)`. With a sampler the
+      step is `step(state)`; without, `step(state, tasks)`.
+    steps_per_call: fuse this many meta-steps into one compiled call with a
+      `lax.scan` (needs `task_sampler`); metrics then have a leading axis.
+    nonfinite_policy: "stop" freezes the state at the first non-finite
+      loss or gradient (the trainer then stops and names the step); "skip"
+      drops only the bad updates. Either way they are counted in the state.
+    jit: return the `jax.jit`-compiled step with the state donated.
+
+  Returns:
+    The meta-step function.
+  """
+  if not isinstance(steps_per_call, int) or steps_per_call < 1:
+    raise ValueError(f"steps_per_call must be an int >= 1, got {steps_per_call!r}")
+  if nonfinite_policy not in ("stop", "skip"):
+    raise ValueError("nonfinite_policy must be 'stop' or 'skip', got "
+                     f"{nonfinite_policy!r}")
+  if steps_per_call > 1 and task_sampler is None:
+    raise ValueError("steps_per_call > 1 needs a task_sampler (tasks are "
+                     "sampled inside the fused steps)")
+
+  def update(state, tasks):
+    return _update(state, tasks, meta_grad_fn, outer_optimizer,
+                   nonfinite_policy == "stop")
+
+  if task_sampler is None:
+    step_fn = update
+  else:
+    def sampled_update(state, _=None):
+      key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 0)
+      return update(state, task_sampler(key))
+
+    if steps_per_call == 1:
+      step_fn = lambda state: sampled_update(state)
+    else:
+      step_fn = lambda state: jax.lax.scan(
+          sampled_update, state, xs=None, length=steps_per_call)
+  return jax.jit(step_fn, donate_argnums=0) if jit else step_fn

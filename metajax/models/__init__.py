@@ -1,0 +1,2 @@
+"""Flax models with explicit parameter pytrees."""
+from metajax.models.mlp import MLP

@@ -1,0 +1,43 @@
+"""A multi-layer perceptron with configurable widths and activation."""
+from typing import Callable, Optional, Sequence
+
+import flax.linen as nn
+import jax
+
+ACTIVATIONS = {
+    "relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu, "swish": nn.swish,
+    "softplus": nn.softplus, "sigmoid": nn.sigmoid, "identity": lambda x: x,
+}
+
+
+def get_activation(name: str) -> Callable:
+  """The activation called `name`; ValueError listing the known ones."""
+  if name not in ACTIVATIONS:
+    raise ValueError(f"unknown activation {name!r}; expected one of "
+                     f"{sorted(ACTIVATIONS)}")
+  return ACTIVATIONS[name]
+
+
+class MLP(nn.Module):
+  """Dense layers of `hidden_sizes` with `activation`, then a linear output.
+
+  The MAML sine network is `MLP(hidden_sizes=(40, 40), output_size=1)`.
+  `init_stddev` set: weights from a truncated normal of that scale and zero
+  biases, as in MAML's reference code (0.01); None: Flax's LeCun default.
+  """
+  hidden_sizes: Sequence[int] = (40, 40)
+  output_size: int = 1
+  activation: str = "relu"
+  init_stddev: Optional[float] = None
+
+  @nn.compact
+  def __call__(self, x_BxD: jax.Array) -> jax.Array:
+    act = get_activation(self.activation)
+    dense = nn.Dense
+    if self.init_stddev is not None:
+      init = nn.initializers.truncated_normal(self.init_stddev)
+      dense = lambda width: nn.Dense(width, kernel_init=init)
+    h = x_BxD
+    for width in self.hidden_sizes:
+      h = act(dense(width)(h))
+    return dense(self.output_size)(h)

@@ -1,0 +1,121 @@
+"""The MAML meta-objective: adapt on support, score on query, vmap over tasks.
+
+The per-task function is written for ONE task; `meta_objective` vmaps it over
+the leading task axis of a `TaskBatch` and averages. Nothing here loops over
+tasks in Python, and nothing here assumes one device: the task axis can be
+sharded.
+"""
+import dataclasses
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from metajax.inner import adapt, check_inner_settings
+from metajax.types import TaskBatch
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class InnerLoop:
+  """How one task is adapted (frozen, so it can be closed over safely).
+
+  Attributes:
+    loss_fn: `loss_fn(params, batch) -> scalar` for one task.
+    num_steps: inner gradient steps (>= 0).
+    learning_rate: SGD rate used when `optimizer` is None.
+    optimizer: optional optax inner optimizer.
+    first_order: drop second-order terms (FOMAML).
+    remat: rematerialise each inner step.
+    metric_fn: optional `fn(params, batch) -> dict` of extra per-task metrics
+      (e.g. accuracy), reported before and after adaptation on the query set.
+  """
+  loss_fn: Callable
+  num_steps: int = 1
+  learning_rate: float = 0.01
+  optimizer: Optional[optax.GradientTransformation] = None
+  first_order: bool = False
+  remat: bool = False
+  metric_fn: Optional[Callable] = None
+
+  def __post_init__(self):
+    check_inner_settings(self.num_steps, self.learning_rate)
+
+  def run(self, params, support, **overrides):
+    """`adapt(params, loss_fn, support, ...)` with this loop's settings."""
+    settings = dict(
+        num_steps=self.num_steps, learning_rate=self.learning_rate,
+        inner_optimizer=self.optimizer, first_order=self.first_order,
+        remat=self.remat)
+    settings.update(overrides)
+    return adapt(params, self.loss_fn, support, **settings)
+
+
+def query_metrics(inner: InnerLoop, params, query, prefix: str) -> dict:
+  """The query loss (and extra metrics) of `params`, keys prefixed."""
+  metrics = {f"{prefix}loss": inner.loss_fn(params, query)}
+  if inner.metric_fn is not None:
+    for name, value in inner.metric_fn(params, query).items():
+      metrics[f"{prefix}{name}"] = value
+  return metrics
+
+
+def maml_task_loss(params, task: TaskBatch, inner: InnerLoop, **overrides):
+  """Post-adaptation query loss of one task, and its metrics.
+
+  Returns:
+    `(query_loss, metrics)` where metrics holds `pre_loss`/`post_loss`
+    (query loss before/after adaptation), `support_loss_start`, and
+    `pre_accuracy`/`post_accuracy` when `inner.metric_fn` gives accuracy.
+  """
+  result = inner.run(params, task.support, **overrides)
+  post = query_metrics(inner, result.params, task.query, "post_")
+  pre = query_metrics(inner, jax.lax.stop_gradient(params), task.query, "pre_")
+  metrics = {**pre, **post}
+  if result.losses.shape[0] > 0:
+    metrics["support_loss_start"] = result.losses[0]
+  return post["post_loss"], jax.tree.map(jax.lax.stop_gradient, metrics)
+
+
+def check_task_batch(tasks: TaskBatch):
+  """Raises ValueError unless every leaf of `tasks` shares one task axis."""
+  if not isinstance(tasks, TaskBatch):
+    raise TypeError(f"tasks must be a metajax.TaskBatch, got {type(tasks)}")
+  sizes = {}
+  for split in ("support", "query"):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(getattr(tasks, split)):
+      shape = jnp.shape(leaf)
+      name = f"{split}{jax.tree_util.keystr(path)}"
+      if len(shape) < 1:
+        raise ValueError(f"{name} has no leading task axis (shape {shape})")
+      sizes[name] = shape[0]
+  if len(set(sizes.values())) > 1:
+    raise ValueError(
+        "support and query must share the leading task axis; got task-axis "
+        f"sizes {sizes}")
+  sup = [jnp.shape(l)[2:] for l in jax.tree.leaves(tasks.support)]
+  qry = [jnp.shape(l)[2:] for l in jax.tree.leaves(tasks.query)]
+  if len(sup) != len(qry) or any(a != b for a, b in zip(sup, qry)):
+    raise ValueError(
+        "support and query examples must have the same per-example shapes "
+        f"(after the task and example axes); got support {sup}, query {qry}")
+
+
+def meta_objective(params, tasks: TaskBatch, inner: InnerLoop,
+                   task_loss: Callable = maml_task_loss):
+  """Mean post-adaptation query loss over a batch of tasks.
+
+  Args:
+    params: meta-parameters.
+    tasks: a `TaskBatch` whose leaves share a leading task axis.
+    inner: the `InnerLoop` settings.
+    task_loss: per-task `fn(params, task, inner) -> (loss, metrics)`.
+
+  Returns:
+    `(mean_loss, metrics)` with every metric of shape `(num_tasks,)`.
+  """
+  losses_T, metrics_T = jax.vmap(lambda task: task_loss(params, task, inner))(
+      tasks)
+  return jnp.mean(losses_T), metrics_T

@@ -1,0 +1,213 @@
+"""The one trainer: builds the jitted meta-step from a config and runs it.
+
+Metrics are fetched one logging call late so the host never waits on the
+device; nothing is converted to Python per step.
+"""
+import dataclasses
+import math
+import os
+import time
+
+import jax
+import optax
+import tqdm
+
+from metajax import algorithms, plots, run_io
+from metajax.algorithms._common import inner_loop
+from metajax.config import Config, ConfigError, validate
+from metajax.meta_step import init_meta_state, make_meta_step
+from metajax.problems import build_problem
+
+
+class NonFiniteError(RuntimeError):
+  """Training met a non-finite loss or gradient under the "stop" policy."""
+
+
+@dataclasses.dataclass
+class Run:
+  """The pieces of a run, built once from a config."""
+  config: Config
+  problem: object
+  state: object
+  step_fn: object
+  outer_optimizer: object
+
+
+def make_outer_optimizer(config: Config):
+  if config.outer_optimizer == "sgd":
+    return optax.sgd(config.outer_lr)
+  return optax.adam(config.outer_lr)
+
+
+def check_config(config: Config) -> Config:
+  """Validates every field and the algorithm combination, before compiling."""
+  validate(config)
+  algorithm = algorithms.get_algorithm(config.algorithm)
+  if hasattr(algorithm, "check"):
+    algorithm.check(config)
+  if config.num_meta_steps % config.steps_per_call:
+    raise ConfigError(
+        f"config field 'num_meta_steps' ({config.num_meta_steps}) must be a "
+        f"multiple of 'steps_per_call' ({config.steps_per_call})")
+  if config.log_every % config.steps_per_call:
+    raise ConfigError(
+        f"config field 'log_every' ({config.log_every}) must be a multiple of "
+        f"'steps_per_call' ({config.steps_per_call})")
+  return config
+
+
+def build_run(config: Config) -> Run:
+  """Problem, initial `MetaState` and the jitted meta-step for `config`."""
+  check_config(config)
+  algorithm = algorithms.get_algorithm(config.algorithm)
+  problem = build_problem(config)
+  init_key, train_key = jax.random.split(jax.random.key(config.seed))
+  outer_optimizer = make_outer_optimizer(config)
+  params = problem.init_params(init_key)
+  if hasattr(algorithm, "init_meta_params"):
+    params = algorithm.init_meta_params(config, params)
+  state = init_meta_state(params, outer_optimizer, train_key)
+  step_fn = make_meta_step(
+      algorithm.make_meta_grad(config, problem), outer_optimizer,
+      task_sampler=problem.train_sampler,
+      steps_per_call=config.steps_per_call,
+      nonfinite_policy=config.nonfinite_policy)
+  return Run(config, problem, state, step_fn, outer_optimizer)
+
+
+def _last(metrics, fused: bool) -> dict:
+  """Host copy of a call's metrics (the last step's, when fused)."""
+  return {k: (v[-1] if fused else v).item() for k, v in metrics.items()}
+
+
+def _adaptation_params(config, params):
+  """The initialisation inside the meta-params (algorithms may add more)."""
+  algorithm = algorithms.get_algorithm(config.algorithm)
+  if hasattr(algorithm, "model_params"):
+    return algorithm.model_params(params)
+  return params
+
+
+def evaluate(config: Config, problem, meta_params) -> dict:
+  """The task family's meta-test protocol on `meta_params`."""
+  algorithm = algorithms.get_algorithm(config.algorithm)
+  if hasattr(algorithm, "evaluate"):
+    return algorithm.evaluate(config, problem, meta_params)
+  params = _adaptation_params(config, meta_params)
+  if problem.classification:
+    from metajax.omniglot_problem import evaluate_classification  # pylint: disable=g-import-not-at-top
+    return evaluate_classification(params, problem, config)
+  from metajax.regression_eval import evaluate_regression  # pylint: disable=g-import-not-at-top
+  return evaluate_regression(params, problem, config)
+
+
+def train(config: Config, run_dir: str, experiment: str = "",
+          progress: bool = True) -> dict:
+  """Trains, evaluates and writes everything into `run_dir`.
+
+  Raises:
+    ConfigError: before compiling, for a bad config.
+    NonFiniteError: when a loss or gradient is not finite and the policy is
+      "stop"; the last good parameters and all metrics so far are saved.
+  """
+  run = build_run(config)
+  os.makedirs(run_dir, exist_ok=True)
+  run_io.write_json(os.path.join(run_dir, "config.json"),
+                    {"experiment": experiment, **run_io.config_dict(config)})
+  log = run_io.MetricsLog(os.path.join(run_dir, "metrics.jsonl"))
+  fused = config.steps_per_call > 1
+  num_calls = config.num_meta_steps // config.steps_per_call
+  log_calls = config.log_every // config.steps_per_call
+  state, pending = run.state, None
+  stop = config.nonfinite_policy == "stop"
+  bar = tqdm.tqdm(total=config.num_meta_steps, disable=not progress,
+                  unit="step", dynamic_ncols=True)
+  start = time.perf_counter()
+  compile_seconds = None
+  try:
+    for call in range(num_calls):
+      state, metrics = run.step_fn(state)
+      if compile_seconds is None:
+        jax.block_until_ready(state)
+        compile_seconds = time.perf_counter() - start
+      if pending is not None:
+        _flush(pending, log, bar, start, stop)
+        pending = None
+      if (call + 1) % log_calls == 0 or call + 1 == num_calls:
+        pending = (metrics, fused)
+      bar.update(config.steps_per_call)
+    if pending is not None:
+      _flush(pending, log, bar, start, stop)
+  except NonFiniteError:
+    run_io.save_params(os.path.join(run_dir, "params.msgpack"), state.params)
+    raise
+  finally:
+    bar.close()
+    log.close()
+  seconds = time.perf_counter() - start
+  run_io.save_params(os.path.join(run_dir, "params.msgpack"), state.params)
+  results = {
+      "experiment": experiment, "device": str(jax.devices()[0].device_kind),
+      "train_seconds": seconds, "compile_seconds": compile_seconds,
+      "meta_steps_per_second": config.num_meta_steps / max(seconds, 1e-9),
+      "nonfinite_steps": int(state.nonfinite_count),
+      "final_metrics": run_io.read_metrics(
+          os.path.join(run_dir, "metrics.jsonl"))[-1],
+      "evaluation": evaluate(config, run.problem, state.params),
+  }
+  run_io.write_json(os.path.join(run_dir, "results.json"), results)
+  write_plots(config, run.problem, state.params, run_dir, experiment)
+  return results
+
+
+def _flush(pending, log, bar, start, stop_on_nonfinite):
+  metrics, fused = pending
+  record = _last(metrics, fused)
+  first_bad = record.pop("first_nonfinite_step")
+  record["step"] = int(record["step"]) + 1
+  record["elapsed_seconds"] = time.perf_counter() - start
+  log.write(record)
+  bar.set_postfix(loss=f"{record['meta_loss']:.4g}")
+  first_bad = int(first_bad)
+  if first_bad >= 0 and stop_on_nonfinite:
+    raise NonFiniteError(
+        f"non-finite loss or gradient at meta-step {first_bad}; training "
+        "stopped with the last good parameters saved (set "
+        "--nonfinite_policy=skip to skip such steps instead)")
+
+
+def write_plots(config, problem, meta_params, run_dir, experiment):
+  records = run_io.read_metrics(os.path.join(run_dir, "metrics.jsonl"))
+  plots.plot_learning_curve(records, os.path.join(run_dir, "learning_curve.png"),
+                            title=experiment)
+  if problem.family is not None:
+    plots.plot_regression_adaptation(
+        _adaptation_params(config, meta_params), problem,
+        inner_loop(config, problem, optimizer=None),
+        os.path.join(run_dir, "adaptation.png"), seed=config.eval_seed,
+        shots=min(config.eval_shots))
+
+
+def evaluate_saved(config: Config, run_dir: str) -> dict:
+  """Re-evaluates the params saved in `run_dir`; writes eval_results.json."""
+  run = build_run(config)
+  params = run_io.load_params(os.path.join(run_dir, "params.msgpack"),
+                              run.state.params)
+  results = {"evaluation": evaluate(config, run.problem, params)}
+  run_io.write_json(os.path.join(run_dir, "eval_results.json"), results)
+  return results
+
+
+def format_results(results: dict) -> str:
+  """A short human-readable summary of the evaluation."""
+  lines = []
+  for setting, metrics in results["evaluation"].items():
+    for name, per_step in (metrics.items() if "step_0" not in metrics
+                           else [("", metrics)]):
+      cells = ", ".join(f"{step}: {v['mean']:.4g} ± {v['ci95']:.2g}"
+                        for step, v in per_step.items())
+      lines.append(f"{setting} {name}: {cells}".replace("  ", " "))
+  if "meta_steps_per_second" in results:
+    lines.append(f"{results['meta_steps_per_second']:.1f} meta-steps/s on "
+                 f"{results['device']}, compile {results['compile_seconds']:.1f} s")
+  return "\n".join(lines)
