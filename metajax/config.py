@@ -59,6 +59,15 @@ class Config:
   split: str = "maml"                # maml | lake
   num_ways: int = 5
   eval_every: int = 0                # periodic validation (0: never)
+  # Algorithm-specific (metajax/algorithms). Each algorithm's `check(config)`
+  # validates the fields it reads; other algorithms ignore them.
+  outer_schedule: str = "constant"   # constant | cosine | linear (outer lr decays to 0 over num_meta_steps)
+  reptile_serial: bool = False       # reptile: interpolate task after task, epsilon = outer_lr (outer sgd)
+  head_name: str = ""                # anil | boil | protonet: the head submodule ("": last top-level one)
+  msl_anneal_steps: int = 7_500      # mamlpp: multi-step-loss weights go from uniform to last-step-only
+  first_order_until: int = 25_000    # mamlpp: first-order meta-gradients before this meta-step
+  imaml_lambda: float = 1.0          # imaml: proximal strength lambda in L(phi) + lambda/2 |phi - theta|^2
+  cg_steps: int = 5                  # imaml: conjugate-gradient iterations for (I + H/lambda)^-1 g
 
 
 POSITIVE_INTS = ("meta_batch_size", "num_support", "num_query", "num_meta_steps",
@@ -70,6 +79,7 @@ CHOICES = {
     "inner_optimizer": ("sgd", "adam"),
     "outer_optimizer": ("adam", "sgd"),
     "nonfinite_policy": ("stop", "skip"),
+    "outer_schedule": ("constant", "cosine", "linear"),
     "model": ("mlp", "conv4", "conv4_strided"),
     "split": ("maml", "lake"),
     "activation": ("relu", "tanh", "gelu", "swish", "softplus", "sigmoid",

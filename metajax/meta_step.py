@@ -1,9 +1,11 @@
 """The meta-step factory: one jitted `(state, batch_or_nothing) -> (state, metrics)`.
 
 An algorithm supplies a meta-gradient function
-`meta_grad_fn(params, tasks, key) -> (grads, metrics)`; the factory wraps it
-with the outer optax update, the step counter, the per-step key, a finite
-guard and, optionally, in-jit task sampling and several fused meta-steps.
+`meta_grad_fn(params, tasks, key) -> (grads, metrics)` (given also
+`step=state.step` when it has the attribute `needs_step = True`); the
+factory wraps it with the outer optax update, the step counter, the per-step
+key, a finite guard and, optionally, in-jit task sampling and several fused
+meta-steps.
 """
 from typing import Any, Callable, Optional
 
@@ -49,8 +51,12 @@ def _update(state: MetaState, tasks: TaskBatch, meta_grad_fn: MetaGradFn,
             outer_optimizer: optax.GradientTransformation,
             stop_on_nonfinite: bool):
   step_key = jax.random.fold_in(state.key, state.step)
+  # An algorithm whose meta-gradient depends on the step (MAML++'s annealing)
+  # sets `meta_grad_fn.needs_step = True` and takes it as a keyword.
+  step_kwargs = ({"step": state.step}
+                 if getattr(meta_grad_fn, "needs_step", False) else {})
   grads, metrics = meta_grad_fn(state.params, tasks,
-                                jax.random.fold_in(step_key, 1))
+                                jax.random.fold_in(step_key, 1), **step_kwargs)
   updates, opt_state = outer_optimizer.update(grads, state.opt_state,
                                               state.params)
   params = optax.apply_updates(state.params, updates)
@@ -99,7 +105,8 @@ def make_meta_step(
     nonfinite_policy: "stop" freezes the state at the first non-finite
       loss or gradient (the trainer then stops and names the step); "skip"
       drops only the bad updates. Either way they are counted in the state.
-    jit: return the `jax.jit`-compiled step with the state donated.
+    jit: return the `jax.jit`-compiled step with the state donated (it also
+      has `.lower(state)` for cost analysis and `.cache_size()`).
 
   Returns:
     The meta-step function.
@@ -118,15 +125,30 @@ def make_meta_step(
                    nonfinite_policy == "stop")
 
   if task_sampler is None:
-    step_fn = update
-  else:
-    def sampled_update(state, _=None):
+    return jax.jit(update, donate_argnums=0) if jit else update
+
+  def sampled_steps(state, sampler):
+    def one(state, _=None):
       key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), 0)
-      return update(state, task_sampler(key))
+      return update(state, sampler(key))
 
     if steps_per_call == 1:
-      step_fn = lambda state: sampled_update(state)
-    else:
-      step_fn = lambda state: jax.lax.scan(
-          sampled_update, state, xs=None, length=steps_per_call)
-  return jax.jit(step_fn, donate_argnums=0) if jit else step_fn
+      return one(state)
+    return jax.lax.scan(one, state, xs=None, length=steps_per_call)
+
+  if not jit:
+    return lambda state: sampled_steps(state, task_sampler)
+  # The sampler is an argument of the jitted function, not a closure: a
+  # `jax.tree_util.Partial` holding a dataset's arrays then feeds them as
+  # inputs instead of baking them into the program as constants.
+  sampler = (task_sampler if isinstance(task_sampler, jax.tree_util.Partial)
+             else jax.tree_util.Partial(task_sampler))
+  compiled = jax.jit(sampled_steps, donate_argnums=0)
+
+  def step(state):
+    return compiled(state, sampler)
+
+  step.jitted = compiled
+  step.lower = lambda state: compiled.lower(state, sampler)
+  step.cache_size = compiled._cache_size  # pylint: disable=protected-access
+  return step

@@ -28,6 +28,9 @@ class Problem:
     train_sampler: `fn(key) -> TaskBatch` of `meta_batch_size` tasks.
     family: the regression task family (None for classification).
     classification: whether accuracy is the headline metric.
+    embed_fn: optional `fn(params, x) -> features`, the body's embedding of
+      inputs (metric-based algorithms such as ProtoNets). When None,
+      `metajax.algorithms.protonet` uses the input of the model's head.
   """
   model: Any
   init_params: Callable
@@ -37,6 +40,7 @@ class Problem:
   family: Any = None
   classification: bool = False
   data: Any = None
+  embed_fn: Optional[Callable] = None
 
 
 def regression_family(config: Config):

@@ -6,14 +6,15 @@ from metajax.evaluation import adaptation_curves, summarize_curves
 from metajax.tasks.regression import sample_regression_tasks
 
 
-def evaluate_regression(params, problem, config) -> dict:
+def evaluate_regression(params, problem, config, inner=None) -> dict:
   """Query MSE after each of `config.eval_inner_steps` for each K shot.
 
   Fine-tuning is plain SGD at `config.inner_lr` (as in the paper), on
   `config.eval_num_tasks` tasks drawn from `config.eval_seed`, scored on
-  `config.eval_num_query` fresh points per task.
+  `config.eval_num_query` fresh points per task. `inner` overrides how a
+  task is adapted (algorithms with learned rates or partial adaptation).
   """
-  inner = inner_loop(config, problem, optimizer=None)
+  inner = inner or inner_loop(config, problem, optimizer=None)
   max_steps = max(config.eval_inner_steps)
   results = {}
   for shots in config.eval_shots:

@@ -34,9 +34,17 @@ class Run:
 
 
 def make_outer_optimizer(config: Config):
+  """The outer optimizer, with `config.outer_schedule` over the meta-steps."""
+  learning_rate = config.outer_lr
+  if config.outer_schedule == "cosine":  # MAML++
+    learning_rate = optax.cosine_decay_schedule(config.outer_lr,
+                                                config.num_meta_steps)
+  elif config.outer_schedule == "linear":  # Reptile's annealed epsilon
+    learning_rate = optax.linear_schedule(config.outer_lr, 0.0,
+                                          config.num_meta_steps)
   if config.outer_optimizer == "sgd":
-    return optax.sgd(config.outer_lr)
-  return optax.adam(config.outer_lr)
+    return optax.sgd(learning_rate)
+  return optax.adam(learning_rate)
 
 
 def check_config(config: Config) -> Config:
@@ -80,12 +88,17 @@ def _last(metrics, fused: bool) -> dict:
   return {k: (v[-1] if fused else v).item() for k, v in metrics.items()}
 
 
-def _adaptation_params(config, params):
-  """The initialisation inside the meta-params (algorithms may add more)."""
+def eval_adaptation(config: Config, problem, meta_params):
+  """`(init_params, InnerLoop)` used to adapt to a meta-test task.
+
+  Algorithms whose test-time adaptation differs from plain SGD on the whole
+  initialisation (learned rates, partial adaptation) define
+  `eval_adaptation(config, problem, meta_params)` in their module.
+  """
   algorithm = algorithms.get_algorithm(config.algorithm)
-  if hasattr(algorithm, "model_params"):
-    return algorithm.model_params(params)
-  return params
+  if hasattr(algorithm, "eval_adaptation"):
+    return algorithm.eval_adaptation(config, problem, meta_params)
+  return meta_params, inner_loop(config, problem, optimizer=None)
 
 
 def evaluate(config: Config, problem, meta_params) -> dict:
@@ -93,12 +106,24 @@ def evaluate(config: Config, problem, meta_params) -> dict:
   algorithm = algorithms.get_algorithm(config.algorithm)
   if hasattr(algorithm, "evaluate"):
     return algorithm.evaluate(config, problem, meta_params)
-  params = _adaptation_params(config, meta_params)
+  params, inner = eval_adaptation(config, problem, meta_params)
   if problem.classification:
     from metajax.omniglot_problem import evaluate_classification  # pylint: disable=g-import-not-at-top
-    return evaluate_classification(params, problem, config)
+    return evaluate_classification(params, problem, config, inner)
   from metajax.regression_eval import evaluate_regression  # pylint: disable=g-import-not-at-top
-  return evaluate_regression(params, problem, config)
+  return evaluate_regression(params, problem, config, inner)
+
+
+def run_validation(config: Config, problem, meta_params) -> dict:
+  """A quick check on held-out tasks during training (validation split for
+  Omniglot, 100 tasks; fresh tasks for regression)."""
+  small = dataclasses.replace(config, eval_num_tasks=min(100, config.eval_num_tasks))
+  params, inner = eval_adaptation(small, problem, meta_params)
+  if problem.classification:
+    from metajax.omniglot_problem import evaluate_classification  # pylint: disable=g-import-not-at-top
+    return evaluate_classification(params, problem, small, inner, split="val")
+  from metajax.regression_eval import evaluate_regression  # pylint: disable=g-import-not-at-top
+  return evaluate_regression(params, problem, small, inner)
 
 
 def train(config: Config, run_dir: str, experiment: str = "",
@@ -115,6 +140,8 @@ def train(config: Config, run_dir: str, experiment: str = "",
   run_io.write_json(os.path.join(run_dir, "config.json"),
                     {"experiment": experiment, **run_io.config_dict(config)})
   log = run_io.MetricsLog(os.path.join(run_dir, "metrics.jsonl"))
+  validation_log = run_io.MetricsLog(os.path.join(run_dir, "validation.jsonl"))
+  validate_now = lambda params: run_validation(config, run.problem, params)
   fused = config.steps_per_call > 1
   num_calls = config.num_meta_steps // config.steps_per_call
   log_calls = config.log_every // config.steps_per_call
@@ -136,6 +163,9 @@ def train(config: Config, run_dir: str, experiment: str = "",
       if (call + 1) % log_calls == 0 or call + 1 == num_calls:
         pending = (metrics, fused)
       bar.update(config.steps_per_call)
+      done = (call + 1) * config.steps_per_call
+      if config.eval_every and done % config.eval_every == 0:
+        validation_log.write({"step": done, **validate_now(state.params)})
     if pending is not None:
       _flush(pending, log, bar, start, stop)
   except NonFiniteError:
@@ -144,6 +174,7 @@ def train(config: Config, run_dir: str, experiment: str = "",
   finally:
     bar.close()
     log.close()
+    validation_log.close()
   seconds = time.perf_counter() - start
   run_io.save_params(os.path.join(run_dir, "params.msgpack"), state.params)
   results = {
@@ -181,11 +212,10 @@ def write_plots(config, problem, meta_params, run_dir, experiment):
   plots.plot_learning_curve(records, os.path.join(run_dir, "learning_curve.png"),
                             title=experiment)
   if problem.family is not None:
+    params, inner = eval_adaptation(config, problem, meta_params)
     plots.plot_regression_adaptation(
-        _adaptation_params(config, meta_params), problem,
-        inner_loop(config, problem, optimizer=None),
-        os.path.join(run_dir, "adaptation.png"), seed=config.eval_seed,
-        shots=min(config.eval_shots))
+        params, problem, inner, os.path.join(run_dir, "adaptation.png"),
+        seed=config.eval_seed, shots=min(config.eval_shots))
 
 
 def evaluate_saved(config: Config, run_dir: str) -> dict:

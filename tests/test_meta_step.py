@@ -47,7 +47,7 @@ def test_meta_step_is_traced_once_across_many_calls():
     state, metrics = step(state)
   assert len(traces) == traced
   assert int(state.step) == 11
-  assert step._cache_size() == 1
+  assert step.cache_size() == 1
 
 
 def test_same_seed_gives_bit_identical_results():

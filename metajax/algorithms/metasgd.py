@@ -1,0 +1,56 @@
+"""Meta-SGD (Li et al., 2017): learn the initialisation and a rate per weight.
+
+Meta-parameters are `{"params": model_params, "log_lr": tree like params}`;
+the inner step is `phi <- phi - exp(log_lr) * grad` elementwise. Rates are
+stored as log-rates (so they stay positive; the paper's rates may change
+sign) initialised to `log(config.inner_lr)`, and receive second-order
+meta-gradients through the unrolled inner loop like the initialisation.
+Evaluation adapts with the learned rates.
+
+Config: `inner_steps`, `inner_lr` (initial rate), `first_order`, `remat`;
+`inner_optimizer` must be "sgd" (the learned rates are the optimizer).
+"""
+import jax
+
+from metajax.algorithms._common import inner_loop
+from metajax.algorithms._rates import init_log_rates, learned_rate_sgd, mean_rate
+from metajax.config import ConfigError
+from metajax.meta_step import maml_meta_grad
+from metajax.objective import maml_task_loss
+
+
+def check(config):
+  if config.inner_optimizer != "sgd":
+    raise ConfigError(
+        "config field 'inner_optimizer': metasgd learns its own per-parameter "
+        f"SGD rates and needs 'sgd', got {config.inner_optimizer!r}")
+
+
+def init_meta_params(config, model_params):
+  return {"params": model_params,
+          "log_lr": init_log_rates(model_params, config.inner_lr)}
+
+
+def metasgd_task_loss(meta_params, task, inner):
+  """`maml_task_loss` adapting `meta_params["params"]` at the learned rates."""
+  return maml_task_loss(meta_params["params"], task, inner,
+                        inner_optimizer=learned_rate_sgd(meta_params["log_lr"]))
+
+
+def make_meta_grad(config, problem):
+  maml_grad_fn = maml_meta_grad(inner_loop(config, problem),
+                                task_loss=metasgd_task_loss)
+
+  def meta_grad_fn(meta_params, tasks, key):
+    grads, metrics = maml_grad_fn(meta_params, tasks, key)
+    metrics["inner_lr_mean"] = mean_rate(
+        jax.lax.stop_gradient(meta_params["log_lr"]))
+    return grads, metrics
+
+  return meta_grad_fn
+
+
+def eval_adaptation(config, problem, meta_params):
+  inner = inner_loop(config, problem,
+                     optimizer=learned_rate_sgd(meta_params["log_lr"]))
+  return meta_params["params"], inner

@@ -1,0 +1,135 @@
+"""Prototypical Networks (Snell, Swersky and Zemel, 2017): a metric baseline.
+
+No inner loop: support and query inputs are embedded by the model's body,
+each class's prototype is the mean of its support embeddings (labels
+0..num_ways-1), and query logits are minus the squared Euclidean distances
+to the prototypes; the meta-loss is the query cross-entropy. Evaluation is
+query accuracy with no gradient adaptation.
+
+Classification only: regression tasks (sine, linear) have no classes to make
+prototypes of. The embedding is `problem.embed_fn(params, x)` when the
+problem sets one, else the input of the model's head (`config.head_name`,
+or the last top-level submodule applied), so the head's own weights are
+unused. Config: `num_ways`, `head_name`; the inner-loop fields are ignored.
+"""
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from metajax.algorithms._partition import find_head
+from metajax.config import ConfigError
+from metajax.evaluation import summarize_curves
+from metajax.types import TaskBatch
+
+
+def check(config):
+  if config.task in ("sine", "linear"):
+    raise ConfigError(
+        f"config field 'algorithm': protonet is for classification tasks, "
+        f"and task={config.task!r} is regression (it has no classes to "
+        "average into prototypes); use e.g. task='omniglot'")
+
+
+def features_before_head(model, head: str):
+  """`embed_fn(params, x)`: the input the top-level submodule `head` gets."""
+  def intercept(next_fun, args, kwargs, context):
+    if (getattr(context.module, "path", ()) == (head,)
+        and context.method_name == "__call__"):
+      return args[0]
+    return next_fun(*args, **kwargs)
+
+  def embed_fn(params, x):
+    with nn.intercept_methods(intercept):
+      return model.apply(params, x)
+
+  return embed_fn
+
+
+def embedding_fn(config, problem):
+  if problem.embed_fn is not None:
+    return problem.embed_fn
+  if not problem.classification:
+    raise ConfigError(
+        "config field 'algorithm': protonet needs a classification problem "
+        "(problem.classification) or a problem.embed_fn; this one has neither")
+  return features_before_head(problem.model, find_head(config, problem))
+
+
+def prototypes(embeddings_SxD, labels_S, num_ways: int):
+  """Class means of the support embeddings, shape `(num_ways, D)`."""
+  one_hot_SxN = jax.nn.one_hot(labels_S, num_ways, dtype=embeddings_SxD.dtype)
+  counts_Nx1 = jnp.sum(one_hot_SxN, axis=0)[:, None]
+  return (one_hot_SxN.T @ embeddings_SxD) / jnp.maximum(counts_Nx1, 1)
+
+
+def prototype_logits(queries_QxD, prototypes_NxD):
+  """Minus squared Euclidean distances, shape `(Q, N)`."""
+  diff_QxNxD = queries_QxD[:, None, :] - prototypes_NxD[None, :, :]
+  return -jnp.sum(jnp.square(diff_QxNxD), axis=-1)
+
+
+def task_loss_and_metrics(params, task: TaskBatch, embed_fn, num_ways: int):
+  """Query cross-entropy and accuracy of one task."""
+  (x_support, labels_S), (x_query, labels_Q) = task.support, task.query
+  flat = lambda e: e.reshape((e.shape[0], -1))
+  support_SxD = flat(embed_fn(params, x_support))
+  query_QxD = flat(embed_fn(params, x_query))
+  logits_QxN = prototype_logits(query_QxD,
+                                prototypes(support_SxD, labels_S, num_ways))
+  loss = jnp.mean(
+      optax.softmax_cross_entropy_with_integer_labels(logits_QxN, labels_Q))
+  accuracy = jnp.mean((jnp.argmax(logits_QxN, -1) == labels_Q)
+                      .astype(jnp.float32))
+  return loss, {"post_loss": loss, "post_accuracy": accuracy}
+
+
+def make_meta_grad(config, problem):
+  embed_fn = embedding_fn(config, problem)
+
+  def objective(params, tasks):
+    losses_T, metrics_T = jax.vmap(lambda t: task_loss_and_metrics(
+        params, t, embed_fn, config.num_ways))(tasks)
+    return jnp.mean(losses_T), metrics_T
+
+  def meta_grad_fn(params, tasks, key):
+    del key
+    (loss, metrics_T), grads = jax.value_and_grad(objective, has_aux=True)(
+        params, tasks)
+    metrics = jax.tree.map(lambda m: jnp.mean(jax.lax.stop_gradient(m)),
+                           metrics_T)
+    metrics["meta_loss"] = loss
+    return grads, metrics
+
+  return meta_grad_fn
+
+
+def _eval_tasks(config, problem) -> TaskBatch:
+  """Omniglot's test split when present, else fresh tasks from the sampler."""
+  key = jax.random.key(config.eval_seed)
+  test = getattr(problem.data, "test", None)
+  if test is not None:
+    from metajax.data import sample_tasks  # pylint: disable=g-import-not-at-top
+    return sample_tasks(test, key, config.eval_num_tasks, config.num_ways,
+                        config.num_support, config.num_query)
+  draws = math.ceil(config.eval_num_tasks / config.meta_batch_size)
+  batches = [problem.train_sampler(jax.random.fold_in(key, i))
+             for i in range(draws)]
+  return jax.tree.map(lambda *b: jnp.concatenate(b)[:config.eval_num_tasks],
+                      *batches)
+
+
+def evaluate(config, problem, meta_params) -> dict:
+  """Query loss and accuracy (95% intervals), no adaptation."""
+  embed_fn = embedding_fn(config, problem)
+  one_task = lambda t: task_loss_and_metrics(meta_params, t, embed_fn,
+                                             config.num_ways)[1]
+  score = jax.jit(lambda tasks: jax.lax.map(one_task, tasks, batch_size=50))
+  metrics = score(_eval_tasks(config, problem))
+  curves = {"loss": metrics["post_loss"][:, None],
+            "accuracy": metrics["post_accuracy"][:, None]}
+  split = "test" if getattr(problem.data, "test", None) is not None else "fresh"
+  return {f"{config.num_ways}-way {config.num_support}-shot {split}":
+          summarize_curves(curves, (0,))}

@@ -1,0 +1,101 @@
+"""Reptile (Nichol, Achiam and Schulman, 2018): move the init toward adapted weights.
+
+Each task is adapted with `inner_steps` steps of the inner optimizer
+(`inner_optimizer`, `inner_lr`) on ALL of its data, support and query
+concatenated: Reptile has no support/query split during meta-training, it
+trains on whatever data a task has. Nothing is differentiated through the
+inner loop.
+
+Batched (default): the meta-"gradient" handed to the outer optimizer is
+`theta - mean_t(phi_t)`, so outer SGD at rate epsilon is exactly Reptile's
+`theta <- theta + epsilon * (mean_t(phi_t) - theta)`; Adam on it is the
+common variant.
+
+Serial (`reptile_serial=True`, needs outer SGD): a `lax.scan` over the
+meta-batch adapts task t from the current weights and interpolates
+`theta <- theta + epsilon * (phi_t - theta)` with `epsilon = outer_lr`, one
+task after another, as in the paper's Algorithm 1; the "gradient" is the
+total displacement divided by epsilon, so the outer SGD step at `outer_lr`
+lands exactly on the sequentially interpolated weights. With meta-batch 1
+both versions coincide.
+
+Metrics: `pre_loss` is the query loss at theta, `post_loss` (= `meta_loss`)
+the loss on the task's data after adaptation.
+"""
+import jax
+import jax.numpy as jnp
+
+from metajax.algorithms._common import inner_loop
+from metajax.config import ConfigError
+from metajax.objective import InnerLoop
+
+
+def check(config):
+  if config.reptile_serial and config.outer_optimizer != "sgd":
+    raise ConfigError(
+        "config field 'reptile_serial': the serial interpolation uses "
+        "epsilon = outer_lr and is Reptile only under outer_optimizer='sgd', "
+        f"got outer_optimizer={config.outer_optimizer!r}")
+
+
+def all_task_data(task):
+  """Support and query concatenated along the example axis."""
+  return jax.tree.map(lambda s, q: jnp.concatenate([s, q]), task.support,
+                      task.query)
+
+
+def _adapt_task(params, task, inner: InnerLoop):
+  data = all_task_data(task)
+  adapted = inner.run(params, data).params
+  metrics = {"pre_loss": inner.loss_fn(params, task.query),
+             "post_loss": inner.loss_fn(adapted, data)}
+  return adapted, metrics
+
+
+def _summary(metrics_T):
+  metrics = jax.tree.map(jnp.mean, metrics_T)
+  metrics["meta_loss"] = metrics["post_loss"]
+  return metrics
+
+
+def reptile_meta_grad(inner: InnerLoop, serial: bool = False,
+                      epsilon: float = 1.0):
+  """Reptile's `meta_grad_fn(params, tasks, key) -> (grads, metrics)`.
+
+  Args:
+    inner: how each task is adapted (on support and query together).
+    serial: interpolate task after task with `epsilon` (a `lax.scan`)
+      instead of averaging the adapted weights of the whole batch.
+    epsilon: the serial interpolation's outer step size.
+  """
+  if serial and not epsilon > 0:
+    raise ValueError(f"epsilon must be > 0, got {epsilon}")
+
+  def batched_grad_fn(params, tasks, key):
+    del key
+    adapted_T, metrics_T = jax.vmap(lambda t: _adapt_task(params, t, inner))(
+        tasks)
+    grads = jax.tree.map(lambda p, a_T: p - jnp.mean(a_T, axis=0), params,
+                         adapted_T)
+    return grads, _summary(metrics_T)
+
+  def serial_grad_fn(params, tasks, key):
+    del key
+
+    def interpolate(current, task):
+      adapted, metrics = _adapt_task(current, task, inner)
+      current = jax.tree.map(lambda c, a: c + epsilon * (a - c), current,
+                             adapted)
+      return current, metrics
+
+    final, metrics_T = jax.lax.scan(interpolate, params, tasks)
+    grads = jax.tree.map(lambda p, f: (p - f) / epsilon, params, final)
+    return grads, _summary(metrics_T)
+
+  return serial_grad_fn if serial else batched_grad_fn
+
+
+def make_meta_grad(config, problem):
+  inner = inner_loop(config, problem, first_order=True)
+  return reptile_meta_grad(inner, serial=config.reptile_serial,
+                           epsilon=config.outer_lr)

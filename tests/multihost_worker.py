@@ -1,0 +1,168 @@
+"""Runs sharded meta-steps in a fresh process; results go to a JSON file.
+
+Started by tests/test_sharding.py, because the device count is fixed when JAX
+starts (XLA_FLAGS=--xla_force_host_platform_device_count=N must be set
+before `import jax`):
+
+  python tests/multihost_worker.py devices OUT.json
+      one process with several CPU devices: sharded vs single-device steps,
+      the non-divisible error, where the tasks live, the trainer hook.
+  METAJAX_COORDINATOR=127.0.0.1:PORT METAJAX_NUM_PROCESSES=2 \\
+  METAJAX_PROCESS_ID=i python tests/multihost_worker.py multihost OUT.json
+      one of several processes (CPU collectives over gloo): sharded steps on
+      the global mesh, tasks sampled in the step and fed per host.
+"""
+import dataclasses
+import json
+import sys
+
+import jax
+
+from metajax import distributed
+
+if __name__ == "__main__":
+  # Must precede every other JAX call.
+  distributed.initialize_from_env()
+
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import optax  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import metajax as mj  # pylint: disable=g-import-not-at-top,wrong-import-position
+from metajax import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
+from metajax.models import MLP  # pylint: disable=g-import-not-at-top,wrong-import-position
+from metajax.tasks import sample_sine_tasks  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+META_BATCH = 8
+NUM_STEPS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+  """Tiny second-order MAML on sine tasks, shared by tests and workers."""
+  meta_grad_fn: object
+  optimizer: object
+  sampler: object
+  params: object
+
+
+def tiny_problem(meta_batch_size: int = META_BATCH) -> Problem:
+  model = MLP(hidden_sizes=(8,), activation="tanh")
+  inner = mj.InnerLoop(loss_fn=mj.mse_loss(model.apply), num_steps=2,
+                       learning_rate=0.05)
+  return Problem(
+      meta_grad_fn=mj.maml_meta_grad(inner), optimizer=optax.adam(1e-2),
+      sampler=lambda key: sample_sine_tasks(key, meta_batch_size, 5, 5)[0],
+      params=model.init(jax.random.key(0), jnp.zeros((1, 1))))
+
+
+def fixed_tasks(step: int):
+  """The host-fed batch of meta-step `step` (numpy, whole meta-batch)."""
+  return jax.device_get(tiny_problem().sampler(jax.random.key(100 + step)))
+
+
+def run_steps(step_fn, state, tasks_per_step=None):
+  """`NUM_STEPS` meta-steps; returns (host params leaves, meta-losses)."""
+  losses = []
+  for i in range(NUM_STEPS):
+    args = () if tasks_per_step is None else (tasks_per_step(i),)
+    state, metrics = step_fn(state, *args)
+    losses.append(float(metrics["meta_loss"]))
+  return [np.asarray(x).tolist() for x in jax.tree.leaves(state.params)], losses
+
+
+def fresh_state(problem: Problem):
+  """A new initial state (steps donate theirs, so never share buffers)."""
+  params = jax.tree.map(jnp.copy, problem.params)
+  return mj.init_meta_state(params, problem.optimizer, jax.random.key(1))
+
+
+def reference(problem: Problem, sampled: bool):
+  """Plain single-device meta-steps (the ground truth)."""
+  step = mj.make_meta_step(problem.meta_grad_fn, problem.optimizer,
+                           task_sampler=problem.sampler if sampled else None)
+  return run_steps(step, fresh_state(problem),
+                   None if sampled else fixed_tasks)
+
+
+def sharded(problem: Problem, mesh, sampled: bool, feed=None, record=None):
+  """The same steps, sharded over `mesh`; `record` collects task shardings."""
+  meta_grad_fn = problem.meta_grad_fn
+  if record is not None:
+    def meta_grad_fn(params, tasks, key):
+      jax.debug.inspect_array_sharding(tasks.support[0], callback=record.append)
+      return problem.meta_grad_fn(params, tasks, key)
+  step = sharding.make_sharded_meta_step(
+      meta_grad_fn, problem.optimizer, mesh,
+      task_sampler=problem.sampler if sampled else None)
+  state = sharding.replicate_state(fresh_state(problem), mesh)
+  result = run_steps(step, state, None if sampled else feed)
+  return result, step, state
+
+
+def error_of(fn) -> str:
+  try:
+    fn()
+  except ValueError as error:
+    return str(error)
+  return ""
+
+
+def devices_mode() -> dict:
+  problem, mesh = tiny_problem(), sharding.make_task_mesh()
+  seen = []
+  out = {"device_count": jax.device_count(),
+         "ref_sampled": reference(problem, True),
+         "ref_fed": reference(problem, False)}
+  out["sharded_sampled"], step, state = sharded(problem, mesh, True,
+                                                record=seen)
+  out["sampled_task_sharding"] = [str(s.spec) for s in seen]
+  out["sampled_task_devices"] = [len(s.device_set) for s in seen]
+  hlo = step.lower(state).compile().as_text()
+  out["hlo_all_reduce"] = "all-reduce" in hlo
+  out["hlo_per_device_tasks"] = f"f32[{META_BATCH // mesh.size},5,1]" in hlo
+  out["cache_size"] = step.cache_size()
+  out["params_sharding"] = str(jax.tree.leaves(state.params)[0].sharding.spec)
+  feed = lambda i: sharding.shard_tasks(fixed_tasks(i), mesh)
+  out["sharded_fed"], _, _ = sharded(problem, mesh, False, feed=feed)
+  out["fed_tasks_sharding"] = str(feed(0).support[0].sharding.spec)
+  # Fused: three sharded steps in one call equal three single steps.
+  fused = sharding.make_sharded_meta_step(
+      problem.meta_grad_fn, problem.optimizer, mesh,
+      task_sampler=problem.sampler, steps_per_call=NUM_STEPS)
+  state = sharding.replicate_state(fresh_state(problem), mesh)
+  state, metrics = fused(state)
+  out["sharded_fused"] = ([np.asarray(x).tolist()
+                           for x in jax.tree.leaves(state.params)],
+                          np.asarray(metrics["meta_loss"]).tolist())
+  # A meta-batch of 6 on 4 devices: errors from both entry points.
+  odd = tiny_problem(meta_batch_size=6)
+  out["odd_sampled_error"] = error_of(lambda: sharded(odd, mesh, True))
+  odd_tasks = lambda i: odd.sampler(jax.random.key(i))
+  out["odd_fed_error"] = error_of(
+      lambda: sharded(odd, mesh, False, feed=odd_tasks))
+  return out
+
+
+def multihost_mode() -> dict:
+  problem, mesh = tiny_problem(), sharding.make_task_mesh()
+  local_slice = lambda i: jax.tree.map(  # This process's consecutive tasks.
+      lambda x: np.split(x, jax.process_count())[jax.process_index()],
+      fixed_tasks(i))
+  feed = lambda i: sharding.shard_tasks(local_slice(i), mesh)
+  return {
+      "process_index": jax.process_index(),
+      "process_count": jax.process_count(),
+      "device_count": jax.device_count(),
+      "local_device_count": jax.local_device_count(),
+      "sharded_sampled": sharded(problem, mesh, True)[0],
+      "sharded_fed": sharded(problem, mesh, False, feed=feed)[0],
+  }
+
+
+if __name__ == "__main__":
+  jax.config.update("jax_numpy_rank_promotion", "raise")
+  mode, out_path = sys.argv[1], sys.argv[2]
+  results = devices_mode() if mode == "devices" else multihost_mode()
+  with open(out_path, "w") as f:
+    json.dump(results, f)
