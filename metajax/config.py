@@ -54,6 +54,8 @@ class Config:
   eval_num_query: int = 100
   nonfinite_policy: str = "stop"     # stop | skip
   run_dir: str = ""                  # default: runs/<experiment>-<time>
+  checkpoint_every: int = 0          # full meta-state checkpoint every N steps (0: only at the end)
+  keep_checkpoints: int = 3          # how many checkpoints to keep
   # Omniglot.
   data_dir: str = ""                 # default: $METAJAX_DATA_DIR
   split: str = "maml"                # maml | lake
@@ -68,11 +70,13 @@ class Config:
   first_order_until: int = 25_000    # mamlpp: first-order meta-gradients before this meta-step
   imaml_lambda: float = 1.0          # imaml: proximal strength lambda in L(phi) + lambda/2 |phi - theta|^2
   cg_steps: int = 5                  # imaml: conjugate-gradient iterations for (I + H/lambda)^-1 g
+  # Devices (metajax/sharding.py).
+  num_devices: int = 1               # shard the meta-batch over this many devices (0: all, of every host)
 
 
 POSITIVE_INTS = ("meta_batch_size", "num_support", "num_query", "num_meta_steps",
                  "steps_per_call", "log_every", "eval_num_tasks",
-                 "eval_num_query", "num_ways")
+                 "eval_num_query", "num_ways", "keep_checkpoints")
 POSITIVE_FLOATS = ("inner_lr", "outer_lr")
 CHOICES = {
     "task": ("sine", "linear", "omniglot"),
@@ -179,10 +183,23 @@ def validate(config: Config) -> Config:
   if not (math.isfinite(config.noise_std) and config.noise_std >= 0):
     raise ConfigError("config field 'noise_std': expected a finite number >= 0,"
                       f" got {config.noise_std!r}")
+  if config.checkpoint_every < 0:
+    raise ConfigError("config field 'checkpoint_every': expected an integer "
+                      f">= 0, got {config.checkpoint_every!r}")
   if config.eval_every < 0:
     raise ConfigError("config field 'eval_every': expected an integer >= 0, "
                       f"got {config.eval_every!r}")
   return config
+
+
+def config_from_dict(values: dict) -> Config:
+  """A validated Config from a saved `config.json` (lists become tuples)."""
+  types = field_types()
+  unknown = sorted(set(values) - set(types))
+  if unknown:
+    raise _unknown_field(unknown[0])
+  fixed = {k: tuple(v) if types[k] is tuple else v for k, v in values.items()}
+  return validate(Config(**fixed))
 
 
 def describe_fields(config: Optional[Config] = None) -> str:

@@ -48,10 +48,15 @@ def adaptation_curves(params, inner: InnerLoop, tasks: TaskBatch,
 
 
 def mean_and_interval(values) -> dict:
-  """Mean and the half-width of its 95% normal interval."""
+  """Mean, the half-width of its 95% normal interval, median, and how many
+  values were not finite (a diverged fine-tuning makes the mean NaN/inf,
+  reported as such rather than hidden)."""
   values = np.asarray(values, dtype=np.float64)
-  half = 1.96 * values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
-  return {"mean": float(values.mean()), "ci95": float(half)}
+  half = (1.96 * values.std(ddof=1) / math.sqrt(len(values))
+          if len(values) > 1 else float("nan"))
+  return {"mean": float(values.mean()), "ci95": float(half),
+          "median": float(np.median(values)),
+          "num_nonfinite": int(np.sum(~np.isfinite(values)))}
 
 
 def summarize_curves(curves: dict, steps) -> dict:

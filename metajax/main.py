@@ -11,15 +11,21 @@ import pkgutil
 import sys
 import time
 
-from metajax.config import ConfigError, describe_fields, override
+from metajax.config import (
+    ConfigError, config_from_dict, describe_fields, override)
+from metajax.run_io import read_json
 
 USAGE = """usage: python -m metajax EXPERIMENT [--field=value ...] [--eval_only]
                           [--no_progress] [--help]
+       python -m metajax --resume --run_dir=DIR [--field=value ...]
 
 Trains EXPERIMENT's config, evaluates it and writes config.json,
 metrics.jsonl, results.json, params.msgpack and plots into --run_dir
 (default runs/<experiment>-<time>).
   --eval_only    re-evaluate the params saved in --run_dir, no training
+  --resume       continue the run in --run_dir from its newest checkpoint,
+                 with its saved config (overrides such as a larger
+                 --num_meta_steps apply on top)
   --no_progress  no progress bar
 """
 
@@ -52,7 +58,7 @@ def parse_args(argv: list):
   i = 0
   while i < len(argv):
     arg = argv[i]
-    if arg in ("--eval_only", "--no_progress", "--help", "-h"):
+    if arg in ("--eval_only", "--no_progress", "--help", "-h", "--resume"):
       flags.add(arg.lstrip("-").replace("h", "help") if arg == "-h" else
                 arg.lstrip("-"))
     elif arg.startswith("--"):
@@ -71,17 +77,37 @@ def parse_args(argv: list):
   return experiment, overrides, flags
 
 
+def _resumed_config(experiment, overrides):
+  """(experiment, config) of the run in --run_dir, overrides applied."""
+  run_dir = overrides.get("run_dir")
+  if not run_dir:
+    raise ConfigError("--resume needs --run_dir=DIR, the run to continue")
+  path = os.path.join(run_dir, "config.json")
+  if not os.path.exists(path):
+    raise ConfigError(f"--resume: no run to continue in {run_dir!r} (missing "
+                      f"{path})")
+  saved = read_json(path)
+  saved_experiment = saved.pop("experiment", "") or "resumed"
+  if experiment and os.path.splitext(os.path.basename(experiment))[0] != saved_experiment:
+    raise ConfigError(f"--resume: {run_dir!r} holds a run of experiment "
+                      f"{saved_experiment!r}, not {experiment!r}")
+  return saved_experiment, override(config_from_dict(saved), overrides)
+
+
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   try:
     experiment, overrides, flags = parse_args(argv)
-    if "help" in flags or experiment is None:
+    if "resume" in flags:
+      experiment, config = _resumed_config(experiment, overrides)
+    elif "help" in flags or experiment is None:
       config = load_experiment(experiment) if experiment else None
       print(USAGE + "\nexperiments: " + ", ".join(list_experiments()))
       print("\nconfig fields" + (f" of {experiment}" if experiment else "")
             + ":\n" + describe_fields(config))
       return 0 if "help" in flags else 2
-    config = override(load_experiment(experiment), overrides)
+    else:
+      config = override(load_experiment(experiment), overrides)
     from metajax import train  # pylint: disable=g-import-not-at-top
     train.check_config(config)
   except ConfigError as e:
@@ -95,10 +121,14 @@ def main(argv=None) -> int:
   else:
     try:
       results = train.train(config, run_dir, experiment=name,
-                            progress="no_progress" not in flags)
+                            progress="no_progress" not in flags,
+                            resume="resume" in flags)
     except train.NonFiniteError as e:
       print(f"error: {e}; run directory: {run_dir}", file=sys.stderr)
       return 1
+    except (FileExistsError, FileNotFoundError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
   print(train.format_results(results))
   print(f"run directory: {run_dir}")
   return 0

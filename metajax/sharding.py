@@ -17,8 +17,8 @@ The same code runs on several hosts (see `metajax/distributed.py`): the mesh
 then spans every process's devices, tasks sampled in the step from the shared
 key are identical everywhere, and host-fed tasks go through `shard_tasks`.
 The meta-batch must be a multiple of the device count; otherwise a
-ValueError naming `meta_batch_size` is raised while tracing, before XLA
-compiles anything.
+ValueError naming `meta_batch_size` is raised before XLA compiles anything
+(no padding: a padded task would have to be masked out of every mean).
 """
 import functools
 from typing import Optional
@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from metajax.config import ConfigError
 from metajax.meta_step import MetaGradFn, TaskSampler, make_meta_step
 from metajax.types import MetaState, TaskBatch
 
@@ -64,18 +65,36 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def _replicate(tree, mesh: Mesh):
+  """Fresh replicated copies of `tree`'s leaves, via the host.
+
+  Going through numpy never aliases the input's buffers and works for any
+  placement of the input, on one or several processes (JAX then checks that
+  every process passes equal values).
+  """
+  sharding = replicated(mesh)
+
+  def put(leaf):
+    if jnp.issubdtype(jnp.result_type(leaf), jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(put(jax.random.key_data(leaf)),
+                                      impl=jax.random.key_impl(leaf))
+    return jax.device_put(np.asarray(leaf), sharding)
+
+  # A jitted copy gives the leaves the layouts the step's outputs have, so
+  # the first call and later ones hit one dispatch-cache entry.
+  copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree),
+                 out_shardings=sharding)
+  return copy(jax.tree.map(put, tree))
+
+
 def replicate_state(state: MetaState, mesh: Mesh) -> MetaState:
   """`state` with every leaf replicated on every device of `mesh`.
 
-  The copy never aliases `state`'s buffers, so donating it to the step
-  leaves `state` usable. On several hosts every process must pass the same
-  values (they do when the state comes from `init_meta_state` with the same
-  seed).
+  The copy shares no buffer with `state`, so donating it to the step leaves
+  `state` usable. On several hosts every process must pass the same values
+  (they do when the state comes from `init_meta_state` with the same seed).
   """
-  placed = jax.device_put(state, replicated(mesh))  # May share buffers.
-  copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree),
-                 out_shardings=replicated(mesh))
-  return copy(placed)
+  return _replicate(state, mesh)
 
 
 def check_divisible(meta_batch_size: int, mesh: Mesh):
@@ -89,13 +108,18 @@ def check_divisible(meta_batch_size: int, mesh: Mesh):
         "meta_batch_size or num_devices.")
 
 
-def _checked_tasks(tasks: TaskBatch, mesh: Mesh) -> TaskBatch:
-  """Checks the (static) task-axis size and constrains `tasks` to the mesh."""
+def _check_task_axis(tasks: TaskBatch, mesh: Mesh):
+  """ValueError unless every leaf's (static) task axis splits over `mesh`."""
   for leaf in jax.tree.leaves(tasks):
     if np.ndim(leaf) < 1:
       raise ValueError("every leaf of a TaskBatch needs a leading task axis; "
                        f"got shape {np.shape(leaf)}")
     check_divisible(np.shape(leaf)[0], mesh)
+
+
+def _constrained(tasks: TaskBatch, mesh: Mesh) -> TaskBatch:
+  """`tasks` (inside jit) checked and constrained to the task sharding."""
+  _check_task_axis(tasks, mesh)
   return jax.lax.with_sharding_constraint(tasks, task_sharding(mesh))
 
 
@@ -159,7 +183,7 @@ def make_sharded_meta_step(
       make_meta_step, meta_grad_fn, outer_optimizer,
       steps_per_call=steps_per_call, nonfinite_policy=nonfinite_policy,
       jit=False)
-  constrain = functools.partial(_checked_tasks, mesh=mesh)
+  constrain = functools.partial(_constrained, mesh=mesh)
   state_sharding, tasks_sharding = replicated(mesh), task_sharding(mesh)
 
   if task_sampler is None:
@@ -169,9 +193,8 @@ def make_sharded_meta_step(
         in_shardings=(state_sharding, tasks_sharding),
         out_shardings=state_sharding, donate_argnums=0)
 
-    def place(tasks):
-      for leaf in jax.tree.leaves(tasks):
-        check_divisible(np.shape(leaf)[0], mesh)
+    def place(tasks):  # Checked before dispatch; no-op if already sharded.
+      _check_task_axis(tasks, mesh)
       return jax.device_put(tasks, tasks_sharding)
 
     def step(state, tasks):
@@ -186,10 +209,11 @@ def make_sharded_meta_step(
     sampler = (task_sampler
                if isinstance(task_sampler, jax.tree_util.Partial)
                else jax.tree_util.Partial(task_sampler))
-    sampler = jax.device_put(sampler, state_sharding)  # Once, not per call.
+    sampler = _replicate(sampler, mesh)  # Once, not per call.
     compiled = jax.jit(sampled_steps,
                        in_shardings=(state_sharding, state_sharding),
                        out_shardings=state_sharding, donate_argnums=0)
+
     def step(state):
       return compiled(state, sampler)
 
@@ -206,7 +230,6 @@ def for_config(config, state: MetaState):
   replicated over the mesh. Raises ConfigError for a bad `num_devices` or a
   `meta_batch_size` that is not a multiple of it.
   """
-  from metajax.config import ConfigError  # pylint: disable=g-import-not-at-top
   try:
     mesh = make_task_mesh(config.num_devices)
     check_divisible(config.meta_batch_size, mesh)

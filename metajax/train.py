@@ -4,7 +4,7 @@ Metrics are fetched one logging call late so the host never waits on the
 device; nothing is converted to Python per step.
 """
 import dataclasses
-import math
+import json
 import os
 import time
 
@@ -12,8 +12,9 @@ import jax
 import optax
 import tqdm
 
-from metajax import algorithms, plots, run_io
+from metajax import algorithms, plots, run_io, sharding
 from metajax.algorithms._common import inner_loop
+from metajax.checkpoint import Checkpointer
 from metajax.config import Config, ConfigError, validate
 from metajax.meta_step import init_meta_state, make_meta_step
 from metajax.problems import build_problem
@@ -57,6 +58,10 @@ def check_config(config: Config) -> Config:
     raise ConfigError(
         f"config field 'num_meta_steps' ({config.num_meta_steps}) must be a "
         f"multiple of 'steps_per_call' ({config.steps_per_call})")
+  if config.checkpoint_every % config.log_every:
+    raise ConfigError(
+        f"config field 'checkpoint_every' ({config.checkpoint_every}) must be "
+        f"a multiple of 'log_every' ({config.log_every})")
   if config.log_every % config.steps_per_call:
     raise ConfigError(
         f"config field 'log_every' ({config.log_every}) must be a multiple of "
@@ -75,7 +80,10 @@ def build_run(config: Config) -> Run:
   if hasattr(algorithm, "init_meta_params"):
     params = algorithm.init_meta_params(config, params)
   state = init_meta_state(params, outer_optimizer, train_key)
-  step_fn = make_meta_step(
+  make_step = make_meta_step
+  if config.num_devices != 1:  # Tasks sharded over a mesh, state replicated.
+    make_step, state = sharding.for_config(config, state)
+  step_fn = make_step(
       algorithm.make_meta_grad(config, problem), outer_optimizer,
       task_sampler=problem.train_sampler,
       steps_per_call=config.steps_per_call,
@@ -126,48 +134,94 @@ def run_validation(config: Config, problem, meta_params) -> dict:
   return evaluate_regression(params, problem, small, inner)
 
 
+class _MetricsWriter:
+  """Writes a call's metrics one call late, so the host never waits on the
+  device just to log; raises NonFiniteError under the "stop" policy."""
+
+  def __init__(self, log, bar, stop_on_nonfinite, fused):
+    self.log, self.bar, self.stop, self.fused = log, bar, stop_on_nonfinite, fused
+    self.pending = None
+    self.start = time.perf_counter()
+
+  def flush(self):
+    if self.pending is None:
+      return
+    record, self.pending = _last(self.pending, self.fused), None
+    first_bad = int(record.pop("first_nonfinite_step"))
+    record["step"] = int(record["step"]) + 1
+    record["elapsed_seconds"] = time.perf_counter() - self.start
+    self.log.write(record)
+    self.bar.set_postfix(loss=f"{record['meta_loss']:.4g}")
+    if first_bad >= 0 and self.stop:
+      raise NonFiniteError(
+          f"non-finite loss or gradient at meta-step {first_bad}; training "
+          "stopped with the last good parameters saved (set "
+          "--nonfinite_policy=skip to skip such steps instead)")
+
+
+def _resume(run, run_dir, checkpointer):
+  """The newest valid checkpoint's state, with the metrics log cut to it."""
+  state = checkpointer.restore(run.state)
+  step = int(state.step)
+  metrics_path = os.path.join(run_dir, "metrics.jsonl")
+  if os.path.exists(metrics_path):
+    kept = [r for r in run_io.read_metrics(metrics_path) if r["step"] <= step]
+    run_io.atomic_write_bytes(metrics_path, "".join(
+        json.dumps(r) + "\n" for r in kept).encode())
+  return state
+
+
 def train(config: Config, run_dir: str, experiment: str = "",
-          progress: bool = True) -> dict:
+          progress: bool = True, resume: bool = False) -> dict:
   """Trains, evaluates and writes everything into `run_dir`.
+
+  With `config.checkpoint_every`, the full meta-state is checkpointed every
+  that many steps (and at the end) under `run_dir/checkpoints`; `resume`
+  continues from the newest valid checkpoint and gives the same parameters,
+  bit for bit, as an uninterrupted run.
 
   Raises:
     ConfigError: before compiling, for a bad config.
     NonFiniteError: when a loss or gradient is not finite and the policy is
       "stop"; the last good parameters and all metrics so far are saved.
   """
+  if not resume and os.path.exists(os.path.join(run_dir, "config.json")):
+    raise FileExistsError(
+        f"run directory {run_dir!r} already holds a run; continue it with "
+        "--resume or choose another --run_dir")
   run = build_run(config)
   os.makedirs(run_dir, exist_ok=True)
+  checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"),
+                              max_to_keep=config.keep_checkpoints)
+  state = _resume(run, run_dir, checkpointer) if resume else run.state
   run_io.write_json(os.path.join(run_dir, "config.json"),
                     {"experiment": experiment, **run_io.config_dict(config)})
+  first_step = int(state.step)
   log = run_io.MetricsLog(os.path.join(run_dir, "metrics.jsonl"))
   validation_log = run_io.MetricsLog(os.path.join(run_dir, "validation.jsonl"))
-  validate_now = lambda params: run_validation(config, run.problem, params)
-  fused = config.steps_per_call > 1
-  num_calls = config.num_meta_steps // config.steps_per_call
-  log_calls = config.log_every // config.steps_per_call
-  state, pending = run.state, None
-  stop = config.nonfinite_policy == "stop"
-  bar = tqdm.tqdm(total=config.num_meta_steps, disable=not progress,
-                  unit="step", dynamic_ncols=True)
-  start = time.perf_counter()
+  bar = tqdm.tqdm(total=config.num_meta_steps, initial=first_step,
+                  disable=not progress, unit="step", dynamic_ncols=True)
+  writer = _MetricsWriter(log, bar, config.nonfinite_policy == "stop",
+                          config.steps_per_call > 1)
   compile_seconds = None
   try:
-    for call in range(num_calls):
+    for done in range(first_step + config.steps_per_call,
+                      config.num_meta_steps + 1, config.steps_per_call):
       state, metrics = run.step_fn(state)
       if compile_seconds is None:
         jax.block_until_ready(state)
-        compile_seconds = time.perf_counter() - start
-      if pending is not None:
-        _flush(pending, log, bar, start, stop)
-        pending = None
-      if (call + 1) % log_calls == 0 or call + 1 == num_calls:
-        pending = (metrics, fused)
+        compile_seconds = time.perf_counter() - writer.start
+      writer.flush()
+      if done % config.log_every == 0 or done == config.num_meta_steps:
+        writer.pending = metrics
       bar.update(config.steps_per_call)
-      done = (call + 1) * config.steps_per_call
       if config.eval_every and done % config.eval_every == 0:
-        validation_log.write({"step": done, **validate_now(state.params)})
-    if pending is not None:
-      _flush(pending, log, bar, start, stop)
+        validation_log.write({"step": done, **run_validation(
+            config, run.problem, state.params)})
+      if config.checkpoint_every and done % config.checkpoint_every == 0:
+        writer.flush()  # the log reaches the checkpoint before it is written
+        checkpointer.save(state)
+    writer.flush()
   except NonFiniteError:
     run_io.save_params(os.path.join(run_dir, "params.msgpack"), state.params)
     raise
@@ -175,12 +229,16 @@ def train(config: Config, run_dir: str, experiment: str = "",
     bar.close()
     log.close()
     validation_log.close()
-  seconds = time.perf_counter() - start
+  seconds = time.perf_counter() - writer.start
+  if int(state.step) not in checkpointer.steps():
+    checkpointer.save(state)
+  checkpointer.close()
   run_io.save_params(os.path.join(run_dir, "params.msgpack"), state.params)
+  timed_steps = config.num_meta_steps - first_step - config.steps_per_call
   results = {
       "experiment": experiment, "device": str(jax.devices()[0].device_kind),
       "train_seconds": seconds, "compile_seconds": compile_seconds,
-      "meta_steps_per_second": config.num_meta_steps / max(seconds, 1e-9),
+      "meta_steps_per_second": timed_steps / max(seconds - (compile_seconds or 0), 1e-9),
       "nonfinite_steps": int(state.nonfinite_count),
       "final_metrics": run_io.read_metrics(
           os.path.join(run_dir, "metrics.jsonl"))[-1],
@@ -189,22 +247,6 @@ def train(config: Config, run_dir: str, experiment: str = "",
   run_io.write_json(os.path.join(run_dir, "results.json"), results)
   write_plots(config, run.problem, state.params, run_dir, experiment)
   return results
-
-
-def _flush(pending, log, bar, start, stop_on_nonfinite):
-  metrics, fused = pending
-  record = _last(metrics, fused)
-  first_bad = record.pop("first_nonfinite_step")
-  record["step"] = int(record["step"]) + 1
-  record["elapsed_seconds"] = time.perf_counter() - start
-  log.write(record)
-  bar.set_postfix(loss=f"{record['meta_loss']:.4g}")
-  first_bad = int(first_bad)
-  if first_bad >= 0 and stop_on_nonfinite:
-    raise NonFiniteError(
-        f"non-finite loss or gradient at meta-step {first_bad}; training "
-        "stopped with the last good parameters saved (set "
-        "--nonfinite_policy=skip to skip such steps instead)")
 
 
 def write_plots(config, problem, meta_params, run_dir, experiment):
