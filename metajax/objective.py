@@ -95,9 +95,21 @@ def check_task_batch(tasks: TaskBatch):
     raise ValueError(
         "support and query must share the leading task axis; got task-axis "
         f"sizes {sizes}")
+  if (jax.tree.structure(tasks.support) != jax.tree.structure(tasks.query)):
+    raise ValueError("support and query must have the same structure, got "
+                     f"{jax.tree.structure(tasks.support)} and "
+                     f"{jax.tree.structure(tasks.query)}")
+  for split in ("support", "query"):
+    examples = {jnp.shape(l)[1] if len(jnp.shape(l)) > 1 else None
+                for l in jax.tree.leaves(getattr(tasks, split))}
+    if None in examples or len(examples) != 1:
+      raise ValueError(
+          f"every {split} leaf needs shape (tasks, examples, ...) with one "
+          f"example count; got shapes "
+          f"{[jnp.shape(l) for l in jax.tree.leaves(getattr(tasks, split))]}")
   sup = [jnp.shape(l)[2:] for l in jax.tree.leaves(tasks.support)]
   qry = [jnp.shape(l)[2:] for l in jax.tree.leaves(tasks.query)]
-  if len(sup) != len(qry) or any(a != b for a, b in zip(sup, qry)):
+  if any(a != b for a, b in zip(sup, qry)):
     raise ValueError(
         "support and query examples must have the same per-example shapes "
         f"(after the task and example axes); got support {sup}, query {qry}")
@@ -115,7 +127,19 @@ def meta_objective(params, tasks: TaskBatch, inner: InnerLoop,
 
   Returns:
     `(mean_loss, metrics)` with every metric of shape `(num_tasks,)`.
+
+  Raises:
+    ValueError: (at trace time) if the splits do not share a task axis or
+      their per-example shapes differ.
   """
-  losses_T, metrics_T = jax.vmap(lambda task: task_loss(params, task, inner))(
-      tasks)
+  check_task_batch(tasks)
+  try:
+    losses_T, metrics_T = jax.vmap(
+        lambda task: task_loss(params, task, inner))(tasks)
+  except Exception as e:  # pylint: disable=broad-except  # raised while tracing the user loss
+    shapes = jax.tree.map(jnp.shape, tasks)
+    raise ValueError(
+        "the loss failed on one task of the batch (per-task shapes are these "
+        f"without the leading task axis): task batch shapes {shapes}; "
+        f"{type(e).__name__}: {e}") from e
   return jnp.mean(losses_T), metrics_T
