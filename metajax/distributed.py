@@ -64,8 +64,9 @@ def distributed_settings(environ: Mapping[str, str]) -> Optional[dict]:
                   num_processes=_int(environ, "METAJAX_NUM_PROCESSES"),
                   process_id=_int(environ, "METAJAX_PROCESS_ID"))
   if not 0 <= settings["process_id"] < settings["num_processes"]:
-    raise ValueError(f"METAJAX_PROCESS_ID ({settings['process_id']}) must be "
-                     f"in [0, METAJAX_NUM_PROCESSES={settings['num_processes']})")
+    raise ValueError(
+        f"METAJAX_PROCESS_ID ({settings['process_id']}) must be in "
+        f"[0, METAJAX_NUM_PROCESSES={settings['num_processes']})")
   if environ.get("METAJAX_LOCAL_DEVICES"):
     settings["local_device_ids"] = [
         int(i) for i in environ["METAJAX_LOCAL_DEVICES"].split(",")]

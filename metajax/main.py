@@ -96,6 +96,8 @@ def _resumed_config(experiment, overrides):
 
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else argv
+  from metajax import distributed  # pylint: disable=g-import-not-at-top
+  distributed.initialize_from_env()  # no-op unless METAJAX_* variables say so
   try:
     experiment, overrides, flags = parse_args(argv)
     if "resume" in flags:

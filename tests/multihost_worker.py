@@ -12,6 +12,7 @@ before `import jax`):
       one of several processes (CPU collectives over gloo): sharded steps on
       the global mesh, tasks sampled in the step and fed per host.
 """
+# pylint: disable=g-import-not-at-top,wrong-import-position
 import dataclasses
 import json
 import sys
@@ -24,14 +25,14 @@ if __name__ == "__main__":
   # Must precede every other JAX call.
   distributed.initialize_from_env()
 
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import optax  # pylint: disable=g-import-not-at-top,wrong-import-position
+import jax.numpy as jnp
+import numpy as np
+import optax
 
-import metajax as mj  # pylint: disable=g-import-not-at-top,wrong-import-position
-from metajax import sharding  # pylint: disable=g-import-not-at-top,wrong-import-position
-from metajax.models import MLP  # pylint: disable=g-import-not-at-top,wrong-import-position
-from metajax.tasks import sample_sine_tasks  # pylint: disable=g-import-not-at-top,wrong-import-position
+import metajax as mj
+from metajax import sharding
+from metajax.models import MLP
+from metajax.tasks import sample_sine_tasks
 
 META_BATCH = 8
 NUM_STEPS = 3
@@ -90,6 +91,7 @@ def sharded(problem: Problem, mesh, sampled: bool, feed=None, record=None):
   meta_grad_fn = problem.meta_grad_fn
   if record is not None:
     def meta_grad_fn(params, tasks, key):
+      record.append("traced")  # Python side effect: once per trace.
       jax.debug.inspect_array_sharding(tasks.support[0], callback=record.append)
       return problem.meta_grad_fn(params, tasks, key)
   step = sharding.make_sharded_meta_step(
@@ -116,12 +118,14 @@ def devices_mode() -> dict:
          "ref_fed": reference(problem, False)}
   out["sharded_sampled"], step, state = sharded(problem, mesh, True,
                                                 record=seen)
-  out["sampled_task_sharding"] = [str(s.spec) for s in seen]
-  out["sampled_task_devices"] = [len(s.device_set) for s in seen]
   hlo = step.lower(state).compile().as_text()
+  out["num_traces"] = seen.count("traced")
+  # inspect_array_sharding reports once per compilation.
+  shardings = [s for s in seen if s != "traced"]
+  out["sampled_task_sharding"] = [str(s.spec) for s in shardings]
+  out["sampled_task_devices"] = [len(s.device_set) for s in shardings]
   out["hlo_all_reduce"] = "all-reduce" in hlo
   out["hlo_per_device_tasks"] = f"f32[{META_BATCH // mesh.size},5,1]" in hlo
-  out["cache_size"] = step.cache_size()
   out["params_sharding"] = str(jax.tree.leaves(state.params)[0].sharding.spec)
   feed = lambda i: sharding.shard_tasks(fixed_tasks(i), mesh)
   out["sharded_fed"], _, _ = sharded(problem, mesh, False, feed=feed)
@@ -141,6 +145,28 @@ def devices_mode() -> dict:
   odd_tasks = lambda i: odd.sampler(jax.random.key(i))
   out["odd_fed_error"] = error_of(
       lambda: sharded(odd, mesh, False, feed=odd_tasks))
+  out.update(trainer_mode())
+  return out
+
+
+def trainer_mode() -> dict:
+  """`build_run` with `num_devices` 4 (sharded) and 1 (plain), and errors."""
+  from metajax import train
+  from metajax.config import Config, ConfigError
+  config = Config(task="sine", hidden_sizes=(8,), meta_batch_size=META_BATCH,
+                  num_support=5, num_query=5, num_meta_steps=NUM_STEPS,
+                  log_every=1)
+  out = {}
+  for num_devices in (1, 4):
+    run = train.build_run(dataclasses.replace(config, num_devices=num_devices))
+    out[f"trainer_{num_devices}"] = run_steps(run.step_fn, run.state)
+  for name, changes in (("odd", dict(num_devices=4, meta_batch_size=6)),
+                        ("too_many", dict(num_devices=5))):
+    try:
+      train.build_run(dataclasses.replace(config, **changes))
+      out[f"trainer_{name}_error"] = ""
+    except ConfigError as error:
+      out[f"trainer_{name}_error"] = str(error)
   return out
 
 
