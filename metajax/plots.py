@@ -14,13 +14,15 @@ def plot_learning_curve(records: list, path: str, title: str = ""):
   """Meta-loss (post-adaptation) and pre-adaptation loss against step."""
   steps = [r["step"] for r in records]
   fig, ax = plt.subplots(figsize=(6, 4))
+  positive = True
   for name in ("meta_loss", "pre_loss", "post_accuracy"):
-    values = [r.get(name) for r in records]
-    if all(isinstance(v, (int, float)) for v in values) and values:
-      ax.plot(steps, values, label=name)
+    if not records or name not in records[0]:
+      continue
+    values = np.array([float(r.get(name, "nan")) for r in records])  # "nan" too
+    ax.plot(steps, values, label=name)
+    positive &= bool(np.all(values[np.isfinite(values)] > 0))
   ax.set_xlabel("meta-step")
-  ax.set_yscale("log" if all(r.get("meta_loss", 1) > 0 for r in records)
-                else "linear")
+  ax.set_yscale("log" if positive else "linear")
   ax.set_title(title)
   ax.legend()
   fig.tight_layout()

@@ -235,10 +235,13 @@ def train(config: Config, run_dir: str, experiment: str = "",
   checkpointer.close()
   run_io.save_params(os.path.join(run_dir, "params.msgpack"), state.params)
   timed_steps = config.num_meta_steps - first_step - config.steps_per_call
+  timed_seconds = seconds - (compile_seconds or 0.0)
   results = {
       "experiment": experiment, "device": str(jax.devices()[0].device_kind),
       "train_seconds": seconds, "compile_seconds": compile_seconds,
-      "meta_steps_per_second": timed_steps / max(seconds - (compile_seconds or 0), 1e-9),
+      "meta_steps_per_second": (timed_steps / timed_seconds
+                                if timed_steps > 0 and timed_seconds > 0
+                                else None),
       "nonfinite_steps": int(state.nonfinite_count),
       "final_metrics": run_io.read_metrics(
           os.path.join(run_dir, "metrics.jsonl"))[-1],
@@ -279,7 +282,8 @@ def format_results(results: dict) -> str:
       cells = ", ".join(f"{step}: {v['mean']:.4g} ± {v['ci95']:.2g}"
                         for step, v in per_step.items())
       lines.append(f"{setting} {name}: {cells}".replace("  ", " "))
-  if "meta_steps_per_second" in results:
+  if results.get("meta_steps_per_second"):
     lines.append(f"{results['meta_steps_per_second']:.1f} meta-steps/s on "
-                 f"{results['device']}, compile {results['compile_seconds']:.1f} s")
+                 f"{results['device']} (after compiling, "
+                 f"{results['compile_seconds']:.1f} s)")
   return "\n".join(lines)

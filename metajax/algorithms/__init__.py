@@ -1,9 +1,18 @@
 """Meta-learning algorithms, one small module each, picked by config name.
 
 Each module `metajax/algorithms/<name>.py` defines
-`make_meta_grad(config, problem) -> meta_grad_fn` (see `metajax.meta_step`)
-and may define `check(config)` raising `ConfigError` for combinations that
-make no sense.
+`make_meta_grad(config, problem) -> meta_grad_fn` (see `metajax.meta_step`;
+set `meta_grad_fn.needs_step = True` to be given the meta-step) and may
+define the hooks:
+  check(config)                      raise `ConfigError` for bad settings
+  init_meta_params(config, params)   meta-parameters beyond the model init
+  eval_adaptation(config, problem, meta_params) -> (init_params, InnerLoop)
+                                     how a meta-test task is adapted
+  evaluate(config, problem, meta_params) -> dict
+                                     a whole evaluation protocol of its own
+
+Shipped: maml, fomaml, pretrain, reptile, metasgd, anil, boil, mamlpp,
+imaml, protonet. Private helpers live in `_`-prefixed modules.
 """
 import importlib
 import pkgutil

@@ -40,8 +40,8 @@ def check(config):
                       f"got {config.cg_steps!r}")
 
 
-def proximal(theta: PyTree, lam: float,
-             base: optax.GradientTransformation) -> optax.GradientTransformation:
+def proximal(theta: PyTree, lam: float, base: optax.GradientTransformation
+             ) -> optax.GradientTransformation:
   """`base` applied to `grad + lam * (params - theta)`."""
   def add_proximal_term(grads, state, params):
     grads = jax.tree.map(lambda g, p, t: g + lam * (p - t), grads, params,

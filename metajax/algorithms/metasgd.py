@@ -13,7 +13,8 @@ Config: `inner_steps`, `inner_lr` (initial rate), `first_order`, `remat`;
 import jax
 
 from metajax.algorithms._common import inner_loop
-from metajax.algorithms._rates import init_log_rates, learned_rate_sgd, mean_rate
+from metajax.algorithms._rates import (
+    init_log_rates, learned_rate_sgd, mean_rate)
 from metajax.config import ConfigError
 from metajax.meta_step import maml_meta_grad
 from metajax.objective import maml_task_loss

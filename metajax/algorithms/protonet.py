@@ -115,10 +115,11 @@ def _eval_tasks(config, problem) -> TaskBatch:
     return sample_tasks(test, key, config.eval_num_tasks, config.num_ways,
                         config.num_support, config.num_query)
   draws = math.ceil(config.eval_num_tasks / config.meta_batch_size)
-  batches = [problem.train_sampler(jax.random.fold_in(key, i))
-             for i in range(draws)]
-  return jax.tree.map(lambda *b: jnp.concatenate(b)[:config.eval_num_tasks],
-                      *batches)
+  keys = jax.random.split(key, draws)
+  batches = jax.jit(jax.vmap(problem.train_sampler))(keys)
+  return jax.tree.map(
+      lambda b: b.reshape((-1,) + b.shape[2:])[:config.eval_num_tasks],
+      batches)
 
 
 def evaluate(config, problem, meta_params) -> dict:

@@ -1,4 +1,4 @@
-"""Reptile (Nichol, Achiam and Schulman, 2018): move the init toward adapted weights.
+"""Reptile (Nichol, Achiam and Schulman, 2018): move toward adapted weights.
 
 Each task is adapted with `inner_steps` steps of the inner optimizer
 (`inner_optimizer`, `inner_lr`) on ALL of its data, support and query

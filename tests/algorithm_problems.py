@@ -1,0 +1,69 @@
+"""Tiny problems shared by the algorithm tests (not a test module)."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+import metajax as mj
+from experiments import sine
+from metajax.models import MLP
+from metajax.problems import Problem
+from metajax.types import TaskBatch
+
+
+def tiny_sine_config(**changes):
+  """A sine config small enough to compile and step in about a second."""
+  base = dataclasses.replace(
+      sine.get_config(), hidden_sizes=(8,), meta_batch_size=4, num_support=5,
+      num_query=5, num_meta_steps=20, steps_per_call=1, log_every=10,
+      eval_num_tasks=20, eval_num_query=10, eval_inner_steps=(1, 2))
+  return dataclasses.replace(base, **changes)
+
+
+def tanh_params_and_tasks(hidden=(5,), num_tasks=2, points=6, seed=3):
+  """float64 tanh-MLP params, its MSE loss and random regression tasks."""
+  model = MLP(hidden_sizes=hidden, activation="tanh")
+  params = model.init(jax.random.key(seed), jnp.zeros((1, 1)))
+  params = jax.tree.map(lambda p: p.astype(jnp.float64), params)
+  keys = jax.random.split(jax.random.key(seed + 1), 4)
+  shape = (num_tasks, points, 1)
+  tasks = TaskBatch(
+      (jax.random.normal(keys[0], shape), jax.random.normal(keys[1], shape)),
+      (jax.random.normal(keys[2], shape), jax.random.normal(keys[3], shape)))
+  return params, mj.mse_loss(model.apply), tasks
+
+
+def cluster_problem(config, signal_dims=2, noise_dims=6):
+  """N-way classification of Gaussian clusters hidden among noisy inputs.
+
+  Each task draws `num_ways` class means in `signal_dims` dimensions; inputs
+  append `noise_dims` dimensions of large noise, so an embedding must learn
+  to ignore them. Labels are 0..N-1, class-major, like Omniglot's tasks.
+  """
+  ways, shots, queries = config.num_ways, config.num_support, config.num_query
+  dims = signal_dims + noise_dims
+  model = MLP(hidden_sizes=(16,), output_size=ways, activation="tanh")
+
+  def sampler(key):
+    k_mean, k_signal, k_noise = jax.random.split(key, 3)
+    num_tasks, points = config.meta_batch_size, shots + queries
+    means_TxNx1xS = 2.0 * jax.random.normal(
+        k_mean, (num_tasks, ways, 1, signal_dims))
+    signal = means_TxNx1xS + 0.3 * jax.random.normal(
+        k_signal, (num_tasks, ways, points, signal_dims))
+    noise = 3.0 * jax.random.normal(k_noise,
+                                    (num_tasks, ways, points, noise_dims))
+    x_TxNxPxD = jnp.concatenate([signal, noise], axis=-1)
+    labels_TxNxP = jnp.broadcast_to(
+        jnp.arange(ways)[None, :, None], (num_tasks, ways, points))
+    split = lambda a, lo, hi: a[:, :, lo:hi].reshape(
+        (num_tasks, ways * (hi - lo)) + a.shape[3:])
+    return TaskBatch(
+        (split(x_TxNxPxD, 0, shots), split(labels_TxNxP, 0, shots)),
+        (split(x_TxNxPxD, shots, points), split(labels_TxNxP, shots, points)))
+
+  return Problem(
+      model=model, init_params=lambda key: model.init(key, jnp.zeros((1, dims))),
+      loss_fn=mj.cross_entropy_loss(model.apply),
+      metric_fn=mj.accuracy_metric(model.apply), train_sampler=sampler,
+      classification=True)

@@ -1,0 +1,121 @@
+"""iMAML: the implicit meta-gradient against closed forms; flat memory."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import metajax as mj
+from algorithm_problems import tanh_params_and_tasks, tiny_sine_config
+from metajax import problems
+from metajax.algorithms import imaml, maml
+
+LAM = 2.0
+
+
+def _linear_tasks(num_tasks=3, n=7, d=3, seed=0):
+  keys = jax.random.split(jax.random.key(seed), 4)
+  return mj.TaskBatch(
+      (jax.random.normal(keys[0], (num_tasks, n, d)),
+       jax.random.normal(keys[1], (num_tasks, n))),
+      (jax.random.normal(keys[2], (num_tasks, n, d)),
+       jax.random.normal(keys[3], (num_tasks, n))))
+
+
+def _linear_loss(params, batch):
+  x, y = batch
+  return jnp.mean(jnp.square(x @ params["w"] - y))
+
+
+def _closed_form(theta, tasks, lam):
+  """Mean over tasks of d Lq(phi*)/d theta = lam (A + lam I)^-1 grad Lq(phi*).
+
+  Support loss |X phi - y|^2 / n = phi^T A phi / 2 - b^T phi + const with
+  A = 2 X^T X / n, b = 2 X^T y / n; phi* = (A + lam I)^-1 (b + lam theta).
+  """
+  grads = []
+  for t in range(tasks.support[0].shape[0]):
+    xs, ys = np.asarray(tasks.support[0][t]), np.asarray(tasks.support[1][t])
+    xq, yq = np.asarray(tasks.query[0][t]), np.asarray(tasks.query[1][t])
+    a_s, b_s = 2 * xs.T @ xs / len(ys), 2 * xs.T @ ys / len(ys)
+    a_q, b_q = 2 * xq.T @ xq / len(yq), 2 * xq.T @ yq / len(yq)
+    regularised = a_s + lam * np.eye(len(theta))
+    phi = np.linalg.solve(regularised, b_s + lam * theta)
+    grads.append(lam * np.linalg.solve(regularised, a_q @ phi - b_q))
+  return np.mean(grads, axis=0)
+
+
+def test_implicit_gradient_matches_closed_form_and_unrolled(x64):
+  tasks, theta = _linear_tasks(), np.array([0.3, -0.2, 0.5])
+  inner = mj.InnerLoop(loss_fn=_linear_loss, num_steps=300, learning_rate=0.1)
+  grads, metrics = jax.jit(imaml.imaml_meta_grad(inner, LAM, cg_steps=6))(
+      {"w": jnp.asarray(theta)}, tasks, jax.random.key(0))
+  np.testing.assert_allclose(grads["w"], _closed_form(theta, tasks, LAM),
+                             rtol=1e-9, atol=1e-12)
+  # The exact meta-gradient of the (converged) proximal inner loop, by
+  # differentiating through all of its steps.
+  proximal_loss = lambda phi, theta_, batch: (
+      _linear_loss(phi, batch)
+      + LAM / 2 * jnp.sum(jnp.square(phi["w"] - theta_["w"])))
+
+  def unrolled(theta_):
+    def one(task):
+      phi = mj.adapt(theta_, lambda p, b: proximal_loss(p, theta_, b),
+                     task.support, 300, learning_rate=0.1).params
+      return _linear_loss(phi, task.query)
+    return jnp.mean(jax.vmap(one)(tasks))
+
+  exact = jax.jit(jax.grad(unrolled))({"w": jnp.asarray(theta)})
+  np.testing.assert_allclose(grads["w"], exact["w"], rtol=1e-9, atol=1e-12)
+  assert metrics["support_loss_end"] < metrics["support_loss_start"]
+
+
+def test_implicit_gradient_matches_unrolled_on_converged_tanh_mlp(x64):
+  params, loss_fn, tasks = tanh_params_and_tasks()
+  lam, steps, lr = 5.0, 400, 0.05
+  inner = mj.InnerLoop(loss_fn=loss_fn, num_steps=steps, learning_rate=lr)
+  grads, _ = jax.jit(imaml.imaml_meta_grad(inner, lam, cg_steps=40))(
+      params, tasks, jax.random.key(0))
+
+  def unrolled(theta):  # differentiate through the converged proximal loop
+    def one(task):
+      proximal_loss = lambda p, b: loss_fn(p, b) + lam / 2 * sum(
+          jnp.sum(jnp.square(a - t)) for a, t in
+          zip(jax.tree.leaves(p), jax.tree.leaves(theta)))
+      phi = mj.adapt(theta, proximal_loss, task.support, steps,
+                     learning_rate=lr).params
+      return loss_fn(phi, task.query)
+    return jnp.mean(jax.vmap(one)(tasks))
+
+  exact = jax.jit(jax.grad(unrolled))(params)
+  for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(exact)):
+    np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-12)
+
+
+def test_conjugate_gradient_solves_spd_system(x64):
+  rng = np.random.default_rng(0)
+  m = rng.normal(size=(5, 5))
+  a = m @ m.T + np.eye(5)
+  b = {"u": jnp.asarray(rng.normal(size=3)), "v": jnp.asarray(rng.normal(size=2))}
+  flat = lambda t: jnp.concatenate([t["u"], t["v"]])
+  matvec = lambda t: (lambda y: {"u": y[:3], "v": y[3:]})(jnp.asarray(a) @ flat(t))
+  x = imaml.conjugate_gradient(matvec, b, num_steps=8)  # > 5: exact, then 0/0
+  np.testing.assert_allclose(flat(x), np.linalg.solve(a, flat(b)), rtol=1e-9)
+
+
+def _temp_bytes(algorithm, inner_steps):
+  config = tiny_sine_config(algorithm=algorithm, inner_steps=inner_steps,
+                            hidden_sizes=(32,), meta_batch_size=2)
+  problem = problems.build_problem(config)
+  params = problem.init_params(jax.random.key(0))
+  tasks = problem.train_sampler(jax.random.key(1))
+  module = {"imaml": imaml, "maml": maml}[algorithm]
+  compiled = jax.jit(module.make_meta_grad(config, problem)).lower(
+      params, tasks, jax.random.key(2)).compile()
+  return compiled.memory_analysis().temp_size_in_bytes
+
+
+def test_memory_does_not_grow_with_inner_steps():
+  imaml_short, imaml_long = _temp_bytes("imaml", 2), _temp_bytes("imaml", 20)
+  maml_short, maml_long = _temp_bytes("maml", 2), _temp_bytes("maml", 20)
+  assert imaml_long <= 1.05 * imaml_short, (imaml_short, imaml_long)
+  assert maml_long > 3 * maml_short, (maml_short, maml_long)
