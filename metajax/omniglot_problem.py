@@ -11,7 +11,8 @@ import jax.numpy as jnp
 
 from metajax import losses
 from metajax.config import Config, ConfigError
-from metajax.data import load_omniglot, make_split, make_task_sampler, sample_tasks
+from metajax.data import (
+    check_task_shape, load_omniglot, make_split, make_task_sampler, sample_tasks)
 from metajax.evaluation import adaptation_curves, summarize_curves
 from metajax.problems import Problem
 
@@ -44,6 +45,13 @@ def build_omniglot(config: Config) -> Problem:
     raise ConfigError(f"Omniglot tasks (num_ways={config.num_ways}, "
                       f"num_support={config.num_support}, num_query="
                       f"{config.num_query}): {e}") from None
+  try:
+    for split in ("val", "test"):
+      check_task_shape(getattr(splits, split), 1, config.num_ways,
+                       config.num_support, config.eval_num_query)
+  except ValueError as e:
+    raise ConfigError(f"Omniglot evaluation tasks (eval_num_query="
+                      f"{config.eval_num_query}): {e}") from None
   model = build_model(config)
   return Problem(
       model=model,
@@ -58,13 +66,14 @@ def evaluate_classification(params, problem, config: Config, inner,
   """Accuracy and loss on `num_tasks` fixed tasks of `split` after each of
   `config.eval_inner_steps` steps (95% intervals).
 
-  Tasks come from `config.eval_seed`, with the trained ways, shots and
-  queries per class.
+  Tasks come from `config.eval_seed`, with the trained ways and shots and
+  `config.eval_num_query` queries per class.
   """
   num_tasks = num_tasks or config.eval_num_tasks
   dataset = getattr(problem.data, split)
   tasks = sample_tasks(dataset, jax.random.key(config.eval_seed), num_tasks,
-                       config.num_ways, config.num_support, config.num_query)
+                       config.num_ways, config.num_support,
+                       config.eval_num_query)
   curves = adaptation_curves(params, inner, tasks, max(config.eval_inner_steps),
                              chunk_size=min(50, num_tasks))
   return {f"{config.num_ways}-way {config.num_support}-shot {split}":
