@@ -55,7 +55,8 @@ def mean_and_interval(values) -> dict:
   half = (1.96 * values.std(ddof=1) / math.sqrt(len(values))
           if len(values) > 1 else float("nan"))
   return {"mean": float(values.mean()), "ci95": float(half),
-          "median": float(np.median(values)),
+          # A diverged (NaN) task counts as +inf: the median stays defined.
+          "median": float(np.median(np.where(np.isnan(values), np.inf, values))),
           "num_nonfinite": int(np.sum(~np.isfinite(values)))}
 
 

@@ -73,7 +73,7 @@ def _tanh_problem():
 def test_second_order_gradient_matches_central_differences(x64):
   params, loss_fn, tasks = _tanh_problem()
   inner = mj.InnerLoop(loss_fn=loss_fn, num_steps=3, learning_rate=0.2)
-  objective = lambda p: mj.meta_objective(p, tasks, inner)[0]
+  objective = jax.jit(lambda p: mj.meta_objective(p, tasks, inner)[0])
   grads = jax.grad(objective)(params)
   flat, unravel = jax.flatten_util.ravel_pytree(params)
   flat_grads, _ = jax.flatten_util.ravel_pytree(grads)
