@@ -60,7 +60,10 @@ def _update(state: MetaState, tasks: TaskBatch, meta_grad_fn: MetaGradFn,
   updates, opt_state = outer_optimizer.update(grads, state.opt_state,
                                               state.params)
   params = optax.apply_updates(state.params, updates)
-  finite = tree_is_finite((grads, metrics))
+  # The gradient norm is finite iff every gradient entry is (inf and NaN
+  # propagate through it), so one scalar test replaces a test per leaf.
+  grad_norm = optax.tree.norm(grads)
+  finite = jnp.isfinite(grad_norm) & tree_is_finite(metrics)
   # A non-finite step never reaches the state: the old params and optimizer
   # state are kept and the step is counted. Under the "stop" policy every
   # later update is refused too, so the state stays the last good one.
@@ -73,7 +76,7 @@ def _update(state: MetaState, tasks: TaskBatch, meta_grad_fn: MetaGradFn,
   bad = jnp.logical_not(finite)
   first_bad = jnp.where(bad & (state.first_nonfinite_step < 0), state.step,
                         state.first_nonfinite_step)
-  metrics["grad_norm"] = optax.tree.norm(grads)
+  metrics["grad_norm"] = grad_norm
   metrics["nonfinite"] = bad.astype(jnp.int32)
   metrics["step"] = state.step
   metrics["first_nonfinite_step"] = first_bad

@@ -1,0 +1,1 @@
+"""Meta-step throughput and memory benchmarks (`python -m benchmarks.suite`)."""

@@ -1,0 +1,169 @@
+"""The benchmarked problems, as metajax `Config`s, and how each is built.
+
+Sine: MAML's regression (MLP 1-40-40-1, meta-batch 25, K=10). Omniglot:
+Conv4, 1-shot, 5-way (15 queries per class, meta-batch 32, inner rate 0.4)
+and 20-way (5 queries per class, meta-batch 16, 5 steps at 0.1), as in the
+MAML paper. Omniglot uses the real images when $METAJAX_DATA_DIR holds them,
+else random images of the same shape (a meta-step's cost does not depend on
+pixel values); each row says which.
+"""
+import dataclasses
+import os
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from metajax import algorithms, losses, train
+from metajax.config import Config
+from metajax.meta_step import init_meta_state, make_meta_step
+
+FAMILIES = ("sine", "omniglot5", "omniglot20")
+RANDOM_CHARACTERS = 1100  # the MAML split's train characters
+NUM_DRAWERS = 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  """One benchmark row: a name, its family and the config it runs."""
+  name: str
+  family: str
+  config: Config
+
+
+def _order(first_order: bool) -> str:
+  return "1st" if first_order else "2nd"
+
+
+def sine_config(quick: bool = False, **overrides) -> Config:
+  """The MAML sine config (tiny widths and batch under `quick`)."""
+  config = Config(task="sine", algorithm="maml", model="mlp",
+                  hidden_sizes=(40, 40), meta_batch_size=25, num_support=10,
+                  num_query=10, inner_lr=0.01, outer_lr=1e-3,
+                  num_meta_steps=1000, log_every=10)
+  if quick:
+    config = dataclasses.replace(config, hidden_sizes=(8, 8),
+                                 meta_batch_size=4, num_support=5, num_query=5)
+  return dataclasses.replace(config, **overrides)
+
+
+def omniglot_config(ways: int, quick: bool = False, **overrides) -> Config:
+  """MAML's Omniglot 1-shot config for `ways` 5 or 20 (tiny under `quick`)."""
+  config = Config(task="omniglot", algorithm="maml", model="conv4",
+                  num_ways=ways, num_support=1,
+                  num_query=15 if ways == 5 else 5,
+                  meta_batch_size=32 if ways == 5 else 16,
+                  inner_steps=1 if ways == 5 else 5,
+                  inner_lr=0.4 if ways == 5 else 0.1, outer_lr=1e-3,
+                  num_meta_steps=1000, log_every=10)
+  if quick:
+    config = dataclasses.replace(config, num_ways=2, num_query=1,
+                                 meta_batch_size=2)
+  return dataclasses.replace(config, **overrides)
+
+
+def cases(family: str, quick: bool = False) -> list:
+  """The rows of `family`: inner steps x order, plus fused rows for sine."""
+  if family == "sine":
+    if quick:
+      return [Case("sine 2-step 2nd fused x2", family, sine_config(
+          True, inner_steps=2, steps_per_call=2))]
+    rows = []
+    for steps in (1, 5):
+      for first_order in (False, True):
+        config = sine_config(inner_steps=steps, first_order=first_order)
+        name = f"sine {steps}-step {_order(first_order)}"
+        rows.append(Case(name, family, config))
+        rows.append(Case(f"{name} fused x10", family,
+                         dataclasses.replace(config, steps_per_call=10)))
+    return rows
+  ways = {"omniglot5": 5, "omniglot20": 20}[family]
+  if quick:
+    config = omniglot_config(ways, True)
+    return [Case(f"omniglot {ways}-way (2-way quick) {config.inner_steps}-step "
+                 "2nd", family, config)]
+  steps_list = (1, 5) if ways == 5 else (5,)
+  return [Case(f"omniglot {ways}-way 1-shot {steps}-step {_order(fo)}", family,
+               omniglot_config(ways, inner_steps=steps, first_order=fo))
+          for steps in steps_list for fo in (False, True)]
+
+
+def conv4_missing() -> Optional[str]:
+  """Why the Omniglot rows cannot run (None when `Conv4` imports)."""
+  try:
+    from metajax.models.conv4 import Conv4  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError as e:
+    return f"metajax.models.conv4.Conv4 is not importable ({e})"
+  return None
+
+
+def omniglot_data_dir() -> Optional[str]:
+  """$METAJAX_DATA_DIR when it holds `omniglot/`, else None."""
+  data_dir = os.environ.get("METAJAX_DATA_DIR", "")
+  return data_dir if os.path.isdir(os.path.join(data_dir, "omniglot")) else None
+
+
+def random_omniglot_split(num_characters: int, seed: int = 0):
+  """`OmniglotTasks` of uniformly random binary 28x28 images."""
+  from metajax.data import OmniglotTasks  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  images = 255 * (rng.random((num_characters, NUM_DRAWERS, 28, 28)) < 0.2)
+  return OmniglotTasks(jnp.asarray(images.astype(np.uint8)),
+                       jnp.arange(num_characters, dtype=jnp.int32))
+
+
+def random_omniglot_problem(config: Config, num_characters: int):
+  """The Omniglot `Problem` of `config` on random images."""
+  from metajax.data import make_task_sampler  # pylint: disable=g-import-not-at-top
+  from metajax.omniglot_problem import build_model  # pylint: disable=g-import-not-at-top
+  from metajax.problems import Problem  # pylint: disable=g-import-not-at-top
+  split = random_omniglot_split(num_characters)
+  model = build_model(config)
+  sampler = make_task_sampler(split, ways=config.num_ways,
+                              shots=config.num_support,
+                              queries=config.num_query,
+                              num_tasks=config.meta_batch_size)
+  return Problem(
+      model=model,
+      init_params=lambda key: model.init(key, jnp.zeros((1, 28, 28, 1))),
+      loss_fn=losses.cross_entropy_loss(model.apply),
+      metric_fn=losses.accuracy_metric(model.apply), train_sampler=sampler,
+      classification=True)
+
+
+def run_from_problem(config: Config, problem) -> train.Run:
+  """What `train.build_run` does, for a `problem` built here."""
+  train.check_config(config)
+  algorithm = algorithms.get_algorithm(config.algorithm)
+  init_key, train_key = jax.random.split(jax.random.key(config.seed))
+  outer_optimizer = train.make_outer_optimizer(config)
+  params = problem.init_params(init_key)
+  if hasattr(algorithm, "init_meta_params"):
+    params = algorithm.init_meta_params(config, params)
+  state = init_meta_state(params, outer_optimizer, train_key)
+  step_fn = make_meta_step(
+      algorithm.make_meta_grad(config, problem), outer_optimizer,
+      task_sampler=problem.train_sampler,
+      steps_per_call=config.steps_per_call,
+      nonfinite_policy=config.nonfinite_policy)
+  return train.Run(config, problem, state, step_fn, outer_optimizer)
+
+
+def build(config: Config, quick: bool = False):
+  """`(train.Run, data_description)` for `config`.
+
+  Omniglot runs on the real split when `omniglot_data_dir()` finds it (and
+  not under `quick`), else on random images.
+  """
+  if config.task != "omniglot":
+    return train.build_run(config), f"synthetic {config.task} tasks"
+  data_dir = None if quick else omniglot_data_dir()
+  if data_dir:
+    config = dataclasses.replace(config, data_dir=data_dir)
+    return train.build_run(config), f"Omniglot images from {data_dir}"
+  num_characters = 8 if quick else RANDOM_CHARACTERS
+  problem = random_omniglot_problem(config, num_characters)
+  return (run_from_problem(config, problem),
+          f"random 28x28 images ({num_characters} characters; "
+          "METAJAX_DATA_DIR unset)")

@@ -1,0 +1,203 @@
+"""PyTorch MAML baselines for the suite (the only module importing torch).
+
+Two formulations of the same meta-step as metajax's (sampling the tasks, the
+inner SGD steps, the post-adaptation query loss averaged over tasks, one
+outer Adam step):
+  "torch loop": a Python loop over tasks with
+    `torch.autograd.grad(create_graph=True)`, as in most MAML code;
+  "torch.func": `functional_call` + `grad` inside a `vmap` over tasks.
+Problems: the sine MLP and Omniglot's Conv4 (3x3 conv 64 without bias, batch norm with
+batch statistics, ReLU, 2x2 max-pool, four times, then a linear head) on
+random images. Install with `pip install -e .[torch]` (CPU wheel).
+
+The suite runs this module in its own process (`python -m
+benchmarks.torch_maml --problems sine`, JSON on the last line): in the JAX
+process, XLA's CPU worker threads compete with torch's and slow it 5-20x.
+"""
+import argparse
+import dataclasses
+import json
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from benchmarks import problems, report, timing
+
+
+def sine_model(hidden=(40, 40)):
+  layers, width = [], 1
+  for h in hidden:
+    layers += [nn.Linear(width, h), nn.ReLU()]
+    width = h
+  return nn.Sequential(*layers, nn.Linear(width, 1))
+
+
+def conv4_model(ways):
+  def block(cin):
+    return [nn.Conv2d(cin, 64, 3, padding=1, bias=False),
+            nn.BatchNorm2d(64, track_running_stats=False), nn.ReLU(),
+            nn.MaxPool2d(2)]
+  return nn.Sequential(*block(1), *block(64), *block(64), *block(64),
+                       nn.Flatten(), nn.Linear(64, ways))
+
+
+def sample_sine(config, generator):
+  """`(xs, ys, xq, yq)` with a leading task axis, MAML's sine family."""
+  t, k, q = config.meta_batch_size, config.num_support, config.num_query
+  amp = torch.empty(t, 1, 1).uniform_(0.1, 5.0, generator=generator)
+  phase = torch.empty(t, 1, 1).uniform_(0.0, np.pi, generator=generator)
+  x = torch.empty(t, k + q, 1).uniform_(-5.0, 5.0, generator=generator)
+  y = amp * torch.sin(x - phase)
+  return x[:, :k], y[:, :k], x[:, k:], y[:, k:]
+
+
+def sample_images(config, generator):
+  """Random binary images and class-major labels, Omniglot's shapes."""
+  t, n = config.meta_batch_size, config.num_ways
+  k, q = config.num_support, config.num_query
+  xs = (torch.rand(t, n * k, 1, 28, 28, generator=generator) < 0.2).float()
+  xq = (torch.rand(t, n * q, 1, 28, 28, generator=generator) < 0.2).float()
+  ys = torch.arange(n).repeat_interleave(k).expand(t, -1)
+  yq = torch.arange(n).repeat_interleave(q).expand(t, -1)
+  return xs, ys, xq, yq
+
+
+class TorchMaml:
+  """One MAML meta-step in either formulation."""
+
+  def __init__(self, config, formulation):
+    torch.manual_seed(config.seed)
+    self.config, self.formulation = config, formulation
+    if config.task == "sine":
+      self.model = sine_model(config.hidden_sizes)
+      self.loss = nn.functional.mse_loss
+      self.sample = sample_sine
+    else:
+      self.model = conv4_model(config.num_ways)
+      self.loss = nn.functional.cross_entropy
+      self.sample = sample_images
+    self.params = {n: p for n, p in self.model.named_parameters()}
+    self.optimizer = torch.optim.Adam(self.model.parameters(),
+                                      lr=config.outer_lr)
+    self.generator = torch.Generator().manual_seed(config.seed)
+
+  def adapt(self, params, x, y):
+    """`inner_steps` SGD steps on one task's support set."""
+    for _ in range(self.config.inner_steps):
+      loss = self.loss(functional_call(self.model, params, (x,)), y)
+      grads = torch.autograd.grad(loss, list(params.values()),
+                                  create_graph=not self.config.first_order)
+      params = {n: p - self.config.inner_lr * g
+                for (n, p), g in zip(params.items(), grads)}
+    return params
+
+  def loop_loss(self, tasks):
+    total = 0.0
+    for xs, ys, xq, yq in zip(*tasks):
+      fast = self.adapt(self.params, xs, ys)
+      total = total + self.loss(functional_call(self.model, fast, (xq,)), yq)
+    return total / self.config.meta_batch_size
+
+  def func_loss(self, tasks):
+    config = self.config
+
+    def support_loss(params, x, y):
+      return self.loss(functional_call(self.model, params, (x,)), y)
+
+    def task_loss(params, xs, ys, xq, yq):
+      for _ in range(config.inner_steps):
+        grads = grad(support_loss)(params, xs, ys)
+        if config.first_order:
+          grads = {n: g.detach() for n, g in grads.items()}
+        params = {n: p - config.inner_lr * grads[n] for n, p in params.items()}
+      return support_loss(params, xq, yq)
+
+    return vmap(task_loss, in_dims=(None, 0, 0, 0, 0))(self.params,
+                                                       *tasks).mean()
+
+  def step(self):
+    tasks = self.sample(self.config, self.generator)
+    self.optimizer.zero_grad(set_to_none=True)
+    loss = (self.loop_loss(tasks) if self.formulation == "torch loop"
+            else self.func_loss(tasks))
+    loss.backward()
+    self.optimizer.step()
+    return loss.detach()
+
+
+def time_steps(maml, warmup, samples, max_seconds):
+  start = time.perf_counter()
+  maml.step()
+  if time.perf_counter() - start < 1.0:  # slow steps: one warm-up call
+    for _ in range(warmup - 1):
+      maml.step()
+  times = []
+  deadline = time.perf_counter() + max_seconds
+  while len(times) < samples and (len(times) < 3
+                                  or time.perf_counter() < deadline):
+    start = time.perf_counter()
+    maml.step()
+    times.append(time.perf_counter() - start)
+  return timing.summarize_ms(times)
+
+
+ROW = "ROW "  # prefix of the JSON line printed for each row by `main`
+
+
+def benchmark(families, quick=False, log=print, on_row=None):
+  """`(rows, skipped)`: both formulations on each family's cases."""
+  rows, skipped = [], []
+  for family in families:
+    seen = set()
+    for case in problems.cases(family, quick):
+      # Fused calls are a compiled-step notion: time the plain step once.
+      name = case.name.split(" fused")[0]
+      config = dataclasses.replace(case.config, steps_per_call=1)
+      if name in seen:
+        continue
+      seen.add(name)
+      for formulation in ("torch loop", "torch.func"):
+        maml = TorchMaml(config, formulation)
+        try:
+          summary = time_steps(maml, 1 if quick else 5, 3 if quick else 30,
+                               2.0 if quick else 30.0)
+        except RuntimeError as e:  # e.g. vmap over batch-norm statistics
+          skipped.append(f"{formulation} {case.name}: {e}".splitlines()[0])
+          continue
+        row = {"name": name, "framework": formulation,
+               "task": config.task,
+               "data": "random images" if config.task == "omniglot"
+                       else f"synthetic {config.task} tasks",
+               "algorithm": config.algorithm,
+               "inner_steps": config.inner_steps,
+               "first_order": config.first_order,
+               "meta_batch_size": config.meta_batch_size,
+               "steps_per_call": 1, "ms_per_step": summary,
+               "tasks_per_second": config.meta_batch_size
+                                   / (summary["median_ms"] / 1e3),
+               "torch": torch.__version__,
+               "torch_threads": torch.get_num_threads()}
+        log(report.row_line(row))
+        rows.append(row)
+        if on_row:
+          on_row(row)
+  return rows, skipped
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--problems", default="sine")
+  parser.add_argument("--quick", action="store_true")
+  args = parser.parse_args(argv)
+  rows, skipped = benchmark(args.problems.split(","), args.quick,
+                            log=lambda line: print(line, flush=True),
+                            on_row=lambda row: print(ROW + json.dumps(row),
+                                                     flush=True))
+  print(json.dumps({"rows": rows, "skipped": skipped}))
+
+
+if __name__ == "__main__":
+  main()

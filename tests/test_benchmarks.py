@@ -1,0 +1,83 @@
+"""The benchmark suite on tiny sizes: well-formed results, never timings."""
+import json
+import math
+import os
+
+import pytest
+
+from benchmarks import memory, problems, report, suite, timing
+
+
+def _positive_finite(value):
+  return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def results():
+  # iMAML's memory row is left out only to stay fast; it compiles the same way.
+  return suite.run_suite(families=("sine",), quick=True,
+                         memory_families=("sine",), log=lambda _: None,
+                         memory_variants=("maml", "maml-remat"))
+
+
+def test_rows_are_well_formed(results):
+  rows = results["rows"]
+  assert [r["name"] for r in rows] == [c.name for c in problems.cases(
+      "sine", quick=True)]
+  assert any(r["steps_per_call"] > 1 for r in rows)
+  for row in rows:
+    assert row["framework"] == "metajax"
+    for key in ("median_ms", "p25_ms", "p75_ms", "min_ms", "max_ms"):
+      assert _positive_finite(row["ms_per_step"][key]), key
+    ms = row["ms_per_step"]
+    assert ms["min_ms"] <= ms["p25_ms"] <= ms["median_ms"] <= ms["p75_ms"]
+    for key in ("tasks_per_second", "compile_seconds", "lower_seconds",
+                "flops_per_step", "gflops_per_second",
+                "fraction_of_matmul_peak"):
+      assert _positive_finite(row[key]), key
+    assert row["flops_method"] == "xla-unrolled-hlo"
+
+
+def test_flops_count_every_inner_step():
+  counts = {}
+  for steps in (1, 3):
+    run, _ = problems.build(problems.sine_config(True, inner_steps=steps))
+    lower = lambda: run.step_fn.lower(run.state)  # pylint: disable=cell-var-from-loop
+    lower()  # A cached trace must not hide the unrolled one.
+    counts[steps] = timing.flops_per_call(lower)["flops"]
+    rolled = lower().cost_analysis()["flops"]  # Re-traced, loops rolled.
+    assert rolled < counts[steps] or steps == 1
+  # XLA alone counts a loop body once; unrolled, 3 steps cost clearly more.
+  assert counts[3] > 1.5 * counts[1]
+
+
+def test_device_peak_and_memory(results):
+  assert results["device"]["device_kind"]
+  assert _positive_finite(results["matmul_peak"]["median_gflops"])
+  sweeps = results["memory"]["sine"]
+  assert results["complete"]
+  assert set(sweeps) == {"maml", "maml-remat"}
+  for rows in sweeps.values():
+    assert [r["inner_steps"] for r in rows] == list(memory.QUICK_STEPS)
+    for row in rows:
+      assert _positive_finite(row["total_bytes"])
+      assert row["total_bytes"] == (row["temp_bytes"] + row["argument_bytes"]
+                                    + row["output_bytes"])
+
+
+def test_writes_json_markdown_and_plot(results, tmp_path):
+  paths = report.write_all(results, str(tmp_path))
+  assert [os.path.basename(p) for p in paths] == [
+      "results.json", "results.md", "memory.png"]
+  with open(paths[0]) as f:
+    assert json.load(f)["rows"][0]["name"] == results["rows"][0]["name"]
+  text = open(paths[1]).read()
+  assert "| framework |" in text and results["rows"][0]["name"] in text
+  assert os.path.getsize(paths[2]) > 1000
+
+
+def test_omniglot_rows_skip_cleanly_without_conv4(monkeypatch):
+  monkeypatch.setattr(problems, "conv4_missing", lambda: "no Conv4 here")
+  rows, skipped = suite.benchmark_family("omniglot5", True, 1.0,
+                                         log=lambda _: None)
+  assert rows == [] and "no Conv4 here" in skipped[0]
