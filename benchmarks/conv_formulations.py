@@ -1,0 +1,319 @@
+"""Which 3x3 convolution formulation makes a vmapped MAML Conv4 step fast on CPU.
+
+The step: Omniglot-shaped 5-way 1-shot tasks (5 support and 75 query images,
+28x28x1), 32 tasks, one inner SGD step (rate 0.4, cross-entropy), the gradient
+of the mean query loss w.r.t. the initial params through the inner step (second
+order), as `jax.grad(mean(jax.vmap(task_loss)))`. Every candidate is the same
+`Conv4` with a different `conv` function; `--formulations` picks them:
+
+  reference     lax.conv_general_dilated; vmap turns it into a grouped conv
+                (feature_group_count=T), i.e. the "tasks as channel groups"
+                formulation. Minutes per step: opt-in.
+  patches       lax.conv_general_dilated_patches @ W (autodiff). Opt-in.
+  im2col        9 shifted slices, concat, @ W (autodiff).
+  shift_sum     sum of 9 shifted slices @ W_ij (autodiff).
+  cvjp_im2col   im2col with a custom_vjp whose bwd is im2col again.
+  fast_plain    conv_ops.conv3x3, block order conv-bn-act-pool.
+  fast          conv_ops.conv3x3, pool before bn/act (the Conv4 default).
+  torch         a PyTorch per-task loop (create_graph=True) on the same
+                params and data, in a subprocess (in-process it fights XLA's
+                threads), skipped if torch is missing.
+
+Run: python -m benchmarks.conv_formulations [--num_tasks 32 --repeats 3]
+Timings on a shared 2-core box are noisy: candidates run round-robin in one
+process and the table shows the median and the min over repeats. GFLOP/s use
+the XLA cost analysis of the `reference` program (the useful work; programs
+with loops under-report their own count, shown as `own GF`).
+"""
+import argparse
+import functools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+
+from metajax.models import conv_ops
+from metajax.models.conv4 import Conv4
+
+WAYS, SHOTS, QUERIES, INNER_LR = 5, 1, 15, 0.4
+
+
+# --------------------------------------------------------------- candidates
+def _shifted_NxHxWx9xC(x_NxHxWxC):
+  _, h, w, _ = x_NxHxWxC.shape
+  x_pad = jnp.pad(x_NxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return [x_pad[:, i:i + h, j:j + w] for i in range(3) for j in range(3)]
+
+
+def _strided(conv):
+  def strided_conv(x, w, stride=1):
+    y = conv(x, w)
+    o_h, o_w = conv_ops._offset(x.shape[1], stride), conv_ops._offset(  # pylint: disable=protected-access
+        x.shape[2], stride)
+    return y if stride == 1 else y[:, o_h::stride, o_w::stride]
+  return strided_conv
+
+
+def im2col(x, w):
+  cols = jnp.concatenate(_shifted_NxHxWx9xC(x), axis=-1)
+  return jnp.einsum('nhwk,kd->nhwd', cols, w.reshape(-1, w.shape[-1]))
+
+
+def patches(x, w):  # patch features come out ordered (C, kh, kw)
+  cols = lax.conv_general_dilated_patches(
+      x, (3, 3), (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  w_kxd = jnp.transpose(w, (2, 0, 1, 3)).reshape(-1, w.shape[-1])
+  return jnp.einsum('nhwk,kd->nhwd', cols, w_kxd)
+
+
+def shift_sum(x, w):
+  w_9xcxd = w.reshape((9,) + w.shape[2:])
+  return sum(jnp.einsum('nhwc,cd->nhwd', s, w_9xcxd[k])
+             for k, s in enumerate(_shifted_NxHxWx9xC(x)))
+
+
+@jax.custom_vjp
+def cvjp_im2col(x, w):
+  return im2col(x, w)
+
+
+def _cvjp_fwd(x, w):
+  return im2col(x, w), (x, w)
+
+
+def _cvjp_bwd(res, dy):
+  x, w = res
+  dx = cvjp_im2col(dy, jnp.swapaxes(w[::-1, ::-1], 2, 3))
+  cols = jnp.concatenate(_shifted_NxHxWx9xC(x), axis=-1)
+  dw = jnp.einsum('nhwk,nhwd->kd', cols, dy).reshape(w.shape)
+  return dx, dw
+
+
+cvjp_im2col.defvjp(_cvjp_fwd, _cvjp_bwd)
+
+CANDIDATES = {
+    'reference': dict(conv='reference'),
+    'patches': dict(conv=_strided(patches)),
+    'im2col': dict(conv=_strided(im2col)),
+    'shift_sum': dict(conv=_strided(shift_sum)),
+    'cvjp_im2col': dict(conv=_strided(cvjp_im2col)),
+    'fast_plain': dict(conv='fast', pool_before_norm=False),
+    'fast': dict(conv='fast'),
+}
+
+
+# -------------------------------------------------------------- meta-step
+def make_meta_step(model):
+  def xent(params, x, y):
+    logp = jax.nn.log_softmax(model.apply(params, x))
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+  def task_loss(params, xs, ys, xq, yq):
+    grads = jax.grad(xent)(params, xs, ys)
+    adapted = jax.tree.map(lambda p, g: p - INNER_LR * g, params, grads)
+    return xent(adapted, xq, yq)
+
+  def meta_loss(params, xs, ys, xq, yq):
+    return jnp.mean(jax.vmap(task_loss, (None, 0, 0, 0, 0))(
+        params, xs, ys, xq, yq))
+  return jax.jit(jax.value_and_grad(meta_loss))
+
+
+def make_data(num_tasks, seed=0):
+  rng = np.random.default_rng(seed)
+  xs = rng.random((num_tasks, WAYS * SHOTS, 28, 28, 1), np.float32)
+  xq = rng.random((num_tasks, WAYS * QUERIES, 28, 28, 1), np.float32)
+  ys = np.tile(np.arange(WAYS).repeat(SHOTS), (num_tasks, 1)).astype(np.int32)
+  yq = np.tile(np.arange(WAYS).repeat(QUERIES), (num_tasks, 1)).astype(np.int32)
+  return xs, ys, xq, yq
+
+
+def _timed(fn, *args):
+  t, c = time.perf_counter(), time.process_time()
+  jax.block_until_ready(fn(*args))
+  return time.perf_counter() - t, time.process_time() - c
+
+
+def matmul_peak_gflops(n=2048, repeats=5):
+  a = jnp.asarray(np.random.default_rng(0).random((n, n), np.float32))
+  mm = jax.jit(jnp.matmul).lower(a, a).compile()
+  mm(a, a).block_until_ready()
+  return 2 * n**3 / np.median([_timed(mm, a, a)[0] for _ in range(repeats)]) / 1e9
+
+
+def _flops(compiled):
+  cost = compiled.cost_analysis()
+  return (cost[0] if isinstance(cost, list) else cost).get('flops', 0.)
+
+
+# ------------------------------------------------------------------- torch
+def torch_worker(work_dir, repeats):
+  """Times the same meta-step as a PyTorch per-task loop (own process)."""
+  import torch  # pylint: disable=g-import-not-at-top
+  import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
+  data = np.load(os.path.join(work_dir, 'in.npz'))
+  num_blocks = sum(k.endswith('/kernel') and k.startswith('block')
+                   for k in data.files)
+  names = [f'block{i}/{n}' for i in range(num_blocks)
+           for n in ('kernel', 'scale', 'bias')] + ['head/kernel', 'head/bias']
+  layout = {'kernel': (3, 2, 0, 1)}  # HWIO -> OIHW; the head is transposed
+  params = [torch.tensor(np.ascontiguousarray(
+      data[n].transpose(layout['kernel']) if n.startswith('block') and
+      n.endswith('kernel') else data[n].T)).requires_grad_() for n in names]
+  xs, xq = (torch.tensor(data[k].transpose(0, 1, 4, 2, 3).copy())
+            for k in ('xs', 'xq'))
+  ys, yq = (torch.tensor(data[k]).long() for k in ('ys', 'yq'))
+
+  strided = bool(data['strided'])
+
+  def same_pad(x):  # TF/XLA 'SAME' for stride 2 pads the extra row at the end
+    pads = []
+    for size in (x.shape[3], x.shape[2]):
+      total = max((-(-size // 2) - 1) * 2 + 3 - size, 0)
+      pads += [total // 2, total - total // 2]
+    return F.pad(x, pads)
+
+  def forward(p, x):
+    for i in range(num_blocks):
+      kernel, scale, bias = p[3 * i:3 * i + 3]
+      y = (F.conv2d(same_pad(x), kernel, stride=2) if strided else
+           F.conv2d(x, kernel, padding=1))
+      x = F.relu(F.batch_norm(y, None, None, scale, bias, training=True,
+                              eps=1e-5))
+      x = x if strided else F.max_pool2d(x, 2)
+    x = x.mean((2, 3)) if strided else x.flatten(1)
+    return F.linear(x, p[-2], p[-1])
+
+  def meta_step():
+    for p in params:
+      p.grad = None
+    total = 0.
+    for t in range(xs.shape[0]):
+      inner = F.cross_entropy(forward(params, xs[t]), ys[t])
+      grads = torch.autograd.grad(inner, params, create_graph=True)
+      adapted = [p - INNER_LR * g for p, g in zip(params, grads)]
+      loss = F.cross_entropy(forward(adapted, xq[t]), yq[t]) / xs.shape[0]
+      loss.backward()
+      total += loss.item()
+    return total
+
+  loss = meta_step()
+  grads = {n: (p.grad.numpy().transpose(2, 3, 1, 0) if n.startswith('block')
+               and n.endswith('kernel') else p.grad.numpy().T)
+           for n, p in zip(names, params)}
+  times = []
+  for _ in range(repeats):
+    t, c = time.perf_counter(), time.process_time()
+    meta_step()
+    times.append((time.perf_counter() - t, time.process_time() - c))
+  np.savez(os.path.join(work_dir, 'out.npz'), loss=loss, times=times,
+           threads=torch.get_num_threads(), **grads)
+
+
+def run_torch(params, data, repeats, strided):
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return None
+  flat = {'/'.join(k.key for k in path[1:]): np.asarray(v)
+          for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
+  with tempfile.TemporaryDirectory() as work_dir:
+    np.savez(os.path.join(work_dir, 'in.npz'), **flat, strided=strided,
+             **dict(zip(('xs', 'ys', 'xq', 'yq'), data)))
+    subprocess.run([sys.executable, '-m', 'benchmarks.conv_formulations',
+                    '--torch_worker', work_dir, '--repeats', str(repeats)],
+                   check=True, cwd=os.path.dirname(os.path.dirname(
+                       os.path.abspath(__file__))))
+    out = dict(np.load(os.path.join(work_dir, 'out.npz')))
+  grads = {'params': {}}
+  for name in flat:
+    scope, leaf = name.split('/')
+    grads['params'].setdefault(scope, {})[leaf] = out[name]
+  return float(out['loss']), grads, out['times'], int(out['threads'])
+
+
+# -------------------------------------------------------------------- main
+def _max_rel_diff(tree_a, tree_b):
+  return max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))) /
+                   (np.max(np.abs(np.asarray(b))) + 1e-30))
+             for a, b in zip(jax.tree.leaves(tree_a), jax.tree.leaves(tree_b)))
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--num_tasks', type=int, default=32)
+  parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument('--formulations', default='im2col,shift_sum,cvjp_im2col,'
+                      'fast_plain,fast,torch')
+  parser.add_argument('--strided', action='store_true')
+  parser.add_argument('--torch_worker', help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.torch_worker:
+    return torch_worker(args.torch_worker, args.repeats)
+
+  names = args.formulations.split(',')
+  data = make_data(args.num_tasks)
+  params = Conv4(WAYS, strided=args.strided).init(
+      jax.random.PRNGKey(0), jnp.asarray(data[0][0]))
+  print(f'jax {jax.__version__}, {os.cpu_count()} CPUs, {args.num_tasks} tasks,'
+        f' strided={args.strided}, repeats={args.repeats}', flush=True)
+  peak = matmul_peak_gflops()
+  print(f'f32 matmul peak (2048^3, median of 5): {peak:.0f} GFLOP/s', flush=True)
+
+  useful_gflop = _flops(make_meta_step(Conv4(WAYS, strided=args.strided,
+                                             conv='reference')).lower(
+      params, *data).compile()) / 1e9
+  steps, results = {}, {}
+  for name in names:
+    if name == 'torch':
+      continue
+    model = Conv4(WAYS, strided=args.strided, **CANDIDATES[name])
+    t = time.perf_counter()
+    compiled = make_meta_step(model).lower(params, *data).compile()
+    compile_s = time.perf_counter() - t
+    out = jax.block_until_ready(compiled(params, *data))
+    steps[name] = compiled
+    results[name] = dict(own_gflop=_flops(compiled) / 1e9, compile_s=compile_s,
+                         out=out, times=[])
+    print(f'compiled {name} in {compile_s:.1f}s', flush=True)
+  for _ in range(args.repeats):  # round-robin, so load spikes hit all alike
+    for name, compiled in steps.items():
+      results[name]['times'].append(_timed(compiled, params, *data))
+
+  reference_out = results.get('fast', next(iter(results.values())))['out']
+  if 'torch' in names:
+    torch_out = run_torch(params, data, args.repeats, args.strided)
+    if torch_out is not None:
+      loss, grads, times, threads = torch_out
+      results['torch'] = dict(own_gflop=float('nan'), compile_s=0.,
+                              out=(loss, grads), times=list(times))
+      print(f'torch ran with {threads} threads', flush=True)
+
+  torch_ms = (np.median([t[0] for t in results['torch']['times']]) * 1e3
+              if 'torch' in results else float('nan'))
+  print(f'\nuseful work (XLA cost of `reference`): {useful_gflop:.1f} GFLOP\n')
+  print('| formulation | ms/step median | min | CPU s | GFLOP/s | % peak | '
+        'vs torch | own GF | loss diff | grad rel diff |')
+  print('|---|---|---|---|---|---|---|---|---|---|')
+  for name, r in results.items():
+    wall = np.array([t[0] for t in r['times']])
+    cpu = np.array([t[1] for t in r['times']])
+    ms = np.median(wall) * 1e3
+    gflops = useful_gflop / np.median(wall)
+    loss_diff = abs(float(r['out'][0]) - float(reference_out[0]))
+    print(f'| {name} | {ms:.0f} | {wall.min() * 1e3:.0f} | '
+          f'{np.median(cpu):.2f} | {gflops:.1f} | {100 * gflops / peak:.1f} | '
+          f'{torch_ms / ms:.2f}x | {r["own_gflop"]:.1f} | {loss_diff:.1e} | '
+          f'{_max_rel_diff(r["out"][1], reference_out[1]):.1e} |')
+  print(f'\nf32 matmul peak again: {matmul_peak_gflops():.0f} GFLOP/s')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,180 @@
+"""The MAML Conv4 for few-shot image classification (Omniglot 28x28x1).
+
+Four blocks of [3x3 conv (no bias), batch norm, activation, 2x2 max-pool],
+then a linear head on the flattened features (Vinyals et al. 2016; Finn et al.
+2017 with `--max_pool`). `strided=True` is the variant Finn et al. used for
+Omniglot in the MAML paper (cbfinn/maml `utils.conv_block` / `forward_conv`):
+stride-2 'SAME' convs and no max-pool, the final 2x2x64 features mean-pooled.
+
+Batch norm always uses the statistics of the batch it is given (as MAML does in
+both loops) with a learnable scale and bias and no running averages, so the
+params pytree is the model's only state:
+
+  model = Conv4(num_classes=5)
+  params = model.init(key, x_Bx28x28x1)
+  logits_BxK = model.apply(params, x_Bx28x28x1)
+
+`x` is ONE task's batch; vmap `apply` over tasks. `conv='fast'` (default) uses
+`conv_ops.conv3x3`, which keeps per-task weight gradients under vmap on fast
+kernels; `conv='reference'` uses `lax.conv_general_dilated`; any function
+`(x_NxHxWxC, w_3x3xCxD, stride) -> y` is accepted too.
+"""
+from typing import Callable, Optional, Union
+
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+from metajax.models import conv_ops
+
+# Monotone non-decreasing activations: with these, max-pooling commutes with
+# the (per-channel affine) batch norm and the activation, see `ConvBlock`.
+_MONOTONE = (jax.nn.relu, jax.nn.relu6, jax.nn.leaky_relu, jax.nn.elu,
+             jax.nn.celu, jax.nn.selu, jax.nn.sigmoid, jax.nn.softplus,
+             jax.nn.hard_tanh, jnp.tanh)
+
+
+def max_pool_2x2(x_NxHxWxC):
+  """2x2 max-pool, stride 2, 'VALID' (odd trailing rows/columns dropped)."""
+  return signed_max_pool_2x2(x_NxHxWxC, jnp.ones((), x_NxHxWxC.dtype))
+
+
+@jax.custom_jvp
+def signed_max_pool_2x2(x_NxHxWxC, sign_C):
+  """max-pool of `x * sign` (sign +-1 per channel, not differentiated).
+
+  Equals max_pool_2x2(x * sign), but XLA:CPU does not store `x * sign`.
+  """
+  x_w = _windows(x_NxHxWxC)
+  return jnp.where(_per_channel(sign_C) > 0, x_w.max(axis=(2, 4)),
+                   -x_w.min(axis=(2, 4)))
+
+
+@signed_max_pool_2x2.defjvp
+def _signed_max_pool_2x2_jvp(primals, tangents):
+  # The tangent of the first maximal element of each window, picked by
+  # pairwise comparisons: always exactly one element per window, even if XLA
+  # rounds a recomputed primal differently from the forward pass (an equality
+  # test against the pooled value can then select none). Cheaper and fully
+  # fusable, unlike reduce_window's select_and_scatter gradient.
+  # (x * sign) itself is never formed: as a linearization residual XLA would
+  # store it at full resolution; the masks below are 4x smaller.
+  x, sign = primals
+  positive = _per_channel(sign) > 0
+  ge = lambda a, b: jnp.where(positive, a >= b, a <= b)  # a*s >= b*s
+  x_w, t_w = _windows(x), _windows(tangents[0])
+  x00, x01, x10, x11 = (x_w[:, :, i, :, j] for i in (0, 1) for j in (0, 1))
+  t00, t01, t10, t11 = (t_w[:, :, i, :, j] for i in (0, 1) for j in (0, 1))
+  take00 = ge(x00, x01) & ge(x00, x10) & ge(x00, x11)
+  take01 = ge(x01, x10) & ge(x01, x11)
+  t_out = jnp.where(take00, t00,
+                    jnp.where(take01, t01, jnp.where(ge(x10, x11), t10, t11)))
+  return signed_max_pool_2x2(x, sign), t_out * _per_channel(sign)
+
+
+def _windows(x_NxHxWxC):
+  n, h, w, c = x_NxHxWxC.shape
+  x_NxHxWxC = x_NxHxWxC[:, :h // 2 * 2, :w // 2 * 2]
+  return x_NxHxWxC.reshape(n, h // 2, 2, w // 2, 2, c)
+
+
+def _per_channel(v_C):
+  return v_C.reshape(1, 1, 1, -1)
+
+
+def batch_moments(y_NxHxWxC):
+  """Per-channel mean and (biased) variance over the batch and positions.
+
+  One pass, var = E[y^2] - E[y]^2 (clamped at 0), like flax's BatchNorm with
+  `use_fast_variance=True`: both sums fuse into XLA's reductions without a
+  stored `y - mean` (a two-pass or shifted variance made XLA:CPU write one
+  more full-resolution tensor, ~5% of the meta-step). The price is f32
+  cancellation when |mean| >> std: relative error ~1e-7 * (mean/std)^2.
+  """
+  mean_C = jnp.mean(y_NxHxWxC, axis=(0, 1, 2))
+  mean_sq_C = jnp.mean(jnp.square(y_NxHxWxC), axis=(0, 1, 2))
+  return mean_C, jnp.maximum(mean_sq_C - jnp.square(mean_C), 0.)
+
+
+class ConvBlock(nn.Module):
+  """conv -> batch norm (batch statistics) -> activation [-> 2x2 max-pool]."""
+  width: int
+  stride: int = 1
+  pool: bool = True
+  pool_first: bool = False
+  activation: Callable = nn.relu
+  conv: Callable = conv_ops.conv3x3
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x_NxHxWxC):
+    kernel = self.param('kernel', nn.initializers.glorot_uniform(),
+                        (3, 3, x_NxHxWxC.shape[-1], self.width))
+    scale = self.param('scale', nn.initializers.ones, (self.width,))
+    bias = self.param('bias', nn.initializers.zeros, (self.width,))
+    x_NxHxWxC, kernel, scale, bias = nn.dtypes.promote_dtype(
+        x_NxHxWxC, kernel, scale, bias)
+    y_NxHxWxD = self.conv(x_NxHxWxC, kernel, self.stride)
+    mean_D, var_D = batch_moments(y_NxHxWxD)
+    mul_D = scale * lax.rsqrt(var_D + self.epsilon)
+    mul, add = _per_channel(mul_D), _per_channel(bias - mean_D * mul_D)
+    if not self.pool:
+      return self.activation(y_NxHxWxD * mul + add)
+    if not self.pool_first:
+      return max_pool_2x2(self.activation(y_NxHxWxD * mul + add))
+    # max(act(a*y + b)) = act(a*max(y) + b) for a >= 0 and monotone act, and
+    # = act(a*min(y) + b) for a < 0: pool at full resolution first and do the
+    # rest on 4x fewer values. Identical values; derivatives differ only on
+    # ties. Batch statistics still come from the full-resolution y.
+    sign = lax.stop_gradient(jnp.where(mul >= 0, 1, -1).astype(mul.dtype))
+    signed_max_NxhxwxD = signed_max_pool_2x2(y_NxHxWxD, sign.reshape(-1))
+    return self.activation(signed_max_NxhxwxD * (sign * mul) + add)
+
+
+class Conv4(nn.Module):
+  """The MAML Conv4 classifier; see the module docstring.
+
+  Attributes:
+    num_classes: number of logits (N of the N-way task).
+    width: filters per conv (64 for Omniglot, 32 for mini-ImageNet in MAML).
+    num_blocks: number of conv blocks.
+    strided: Finn's Omniglot variant (stride-2 convs, no max-pool, spatial
+      mean of the last features) instead of max-pooling and flattening.
+    activation: elementwise nonlinearity.
+    conv: 'fast' (conv_ops.conv3x3), 'reference' (lax.conv_general_dilated),
+      or a function `(x_NxHxWxC, w_3x3xCxD, stride) -> y_NxH'xW'xD`.
+    pool_before_norm: max-pool before batch norm and activation (faster,
+      same function; needs a monotone non-decreasing activation). None picks
+      it whenever the activation is known to be monotone.
+    epsilon: batch-norm epsilon added to the variance.
+  """
+  num_classes: int
+  width: int = 64
+  num_blocks: int = 4
+  strided: bool = False
+  activation: Callable = nn.relu
+  conv: Union[str, Callable] = 'fast'
+  pool_before_norm: Optional[bool] = None
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x_BxHxWxC):
+    if x_BxHxWxC.ndim != 4:
+      raise ValueError(f'Conv4 takes one task batch [B, H, W, C], got shape '
+                       f'{x_BxHxWxC.shape}; vmap over tasks.')
+    pool_first = self.pool_before_norm
+    if pool_first is None:
+      pool_first = any(self.activation is f for f in _MONOTONE)
+    x = x_BxHxWxC
+    for i in range(self.num_blocks):
+      x = ConvBlock(self.width, stride=2 if self.strided else 1,
+                    pool=not self.strided, pool_first=pool_first,
+                    activation=self.activation,
+                    conv=conv_ops.get_conv(self.conv), epsilon=self.epsilon,
+                    name=f'block{i}')(x)
+    if self.strided:
+      features_BxF = jnp.mean(x, axis=(1, 2))
+    else:
+      features_BxF = x.reshape(x.shape[0], -1)
+    return nn.Dense(self.num_classes, name='head')(features_BxF)

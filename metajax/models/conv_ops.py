@@ -1,0 +1,230 @@
+"""3x3 'SAME' convolutions that stay fast under `jax.vmap` over tasks.
+
+After an inner SGD step every task has its own conv weights. `jax.vmap` of
+`lax.conv_general_dilated` with batched weights becomes a grouped convolution
+whose weight gradient takes XLA:CPU's slow path (~50x slower than a matmul).
+`conv3x3` is instead built from two bilinear primitives that carry a leading
+task axis T (stride s, Ho = ceil(H / s)):
+
+  conv_p(x_TxNxHxWxC, w_Tx3x3xCxD; s) -> y_TxNxHoxWoxD
+  wgrad_p(x_TxNxHxWxC, dy_TxNxHoxWoxD; s) -> dw_Tx3x3xCxD
+
+Their transposes are again conv_p / wgrad_p (the input gradient of a strided
+conv is a stride-1 conv of the zero-dilated cotangent), so every order of
+forward and reverse differentiation stays on them, and their batching rules
+fold a vmapped axis into T (or into N when the weights are shared). On CPU each
+is lowered to the fastest kernel measured for its shape (benchmarks/
+NOTES_conv.md): XLA's own convolution per task (lax.map) for wide inputs, one
+batched im2col matmul for inputs with few channels, and 9 shifted matmuls for
+the weight gradient. Elsewhere they lower to what vmap of the reference gives.
+"""
+import jax
+from jax import lax
+import jax.numpy as jnp
+from jax.extend import core as jex_core
+from jax.interpreters import ad
+from jax.interpreters import batching
+from jax.interpreters import mlir
+
+_DIMS = ('NHWC', 'HWIO', 'NHWC')
+
+
+def conv_reference(x_NxHxWxC, w_3x3xCxD, stride=1):
+  """`lax.conv_general_dilated` with 'SAME' padding (the ground truth)."""
+  return lax.conv_general_dilated(x_NxHxWxC, w_3x3xCxD, (stride, stride),
+                                  'SAME', dimension_numbers=_DIMS)
+
+
+def conv3x3(x_NxHxWxC, w_3x3xCxD, stride=1):
+  """Equals `conv_reference`; fast under vmap, grad and their compositions."""
+  x_NxHxWxC, w_3x3xCxD = jnp.asarray(x_NxHxWxC), jnp.asarray(w_3x3xCxD)
+  if x_NxHxWxC.dtype != w_3x3xCxD.dtype or w_3x3xCxD.shape[:2] != (3, 3):
+    raise TypeError(f'conv3x3 wants a 3x3 kernel of the input dtype, got '
+                    f'{x_NxHxWxC.dtype} input, {w_3x3xCxD.dtype}'
+                    f'{w_3x3xCxD.shape} kernel.')
+  return conv_p.bind(x_NxHxWxC[None], w_3x3xCxD[None], stride=stride)[0]
+
+
+CONVS = {'fast': conv3x3, 'reference': conv_reference}
+
+
+def get_conv(name_or_fn):
+  """Resolves a conv implementation: a key of CONVS or a function itself."""
+  return CONVS[name_or_fn] if isinstance(name_or_fn, str) else name_or_fn
+
+
+# ------------------------------------------------------------ 'SAME' geometry
+def _offset(size, stride):
+  """Input row under output 0's centre: 'SAME' pads (total // 2) in front."""
+  pad_total = max((-(-size // stride) - 1) * stride + 3 - size, 0)
+  return 1 - pad_total // 2
+
+
+def _taps(x_NxHxWxC, stride, out_hw):
+  """The 9 inputs under kernel tap (i, j) of every output, [N, Ho, Wo, C]."""
+  (_, h, w, _), (out_h, out_w) = x_NxHxWxC.shape, out_hw
+  x_pad = jnp.pad(x_NxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  oh, ow = _offset(h, stride), _offset(w, stride)
+  return [x_pad[:, oh + i:oh + i + stride * (out_h - 1) + 1:stride,
+                ow + j:ow + j + stride * (out_w - 1) + 1:stride]
+          for i in range(3) for j in range(3)]
+
+
+def _dilate(dy_TxNxHoxWoxD, in_hw, stride):
+  """Scatters a strided conv's outputs onto the stride-1 output grid."""
+  if stride == 1:
+    return dy_TxNxHoxWoxD
+  config = [(0, 0, 0), (0, 0, 0)]
+  for size, out in zip(in_hw, dy_TxNxHoxWoxD.shape[2:4]):
+    lo = _offset(size, stride)
+    config.append((lo, size - lo - stride * (out - 1) - 1, stride - 1))
+  return lax.pad(dy_TxNxHoxWoxD, jnp.zeros((), dy_TxNxHoxWoxD.dtype),
+                 config + [(0, 0, 0)])
+
+
+# ------------------------------------------------------- CPU kernels (T-major)
+def _few_channels(c, d):
+  return 9 * c <= d  # the im2col patches are no bigger than the output
+
+
+def _conv_kernel(x_TxNxHxWxC, w_Tx3x3xCxD, stride):
+  t, c, d = w_Tx3x3xCxD.shape[0], w_Tx3x3xCxD.shape[3], w_Tx3x3xCxD.shape[4]
+  if t == 1:
+    return conv_reference(x_TxNxHxWxC[0], w_Tx3x3xCxD[0], stride)[None]
+  if _few_channels(c, d):
+    out_hw = _out_hw(x_TxNxHxWxC.shape, stride)
+    cols = jax.vmap(lambda x: jnp.stack(_taps(x, stride, out_hw), -2))(
+        x_TxNxHxWxC)
+    return jnp.einsum('tnhwk,tkd->tnhwd', cols.reshape(cols.shape[:4] + (-1,)),
+                      w_Tx3x3xCxD.reshape(t, 9 * c, d))
+  return lax.map(lambda xw: conv_reference(*xw, stride),
+                 (x_TxNxHxWxC, w_Tx3x3xCxD))
+
+
+def _wgrad_one(x_NxHxWxC, dy_NxHoxWoxD, stride):
+  if stride == 1:  # shifting dy instead of x measured ~1.5x faster
+    _, h, w, _ = dy_NxHoxWoxD.shape
+    dy_pad = jnp.pad(dy_NxHoxWoxD, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    pairs = [(x_NxHxWxC, dy_pad[:, 2 - i:2 - i + h, 2 - j:2 - j + w])
+             for i in range(3) for j in range(3)]
+  else:
+    pairs = [(tap, dy_NxHoxWoxD) for tap in
+             _taps(x_NxHxWxC, stride, dy_NxHoxWoxD.shape[1:3])]
+  dw = [jnp.einsum('nhwc,nhwd->cd', a, b) for a, b in pairs]
+  return jnp.stack(dw).reshape((3, 3) + dw[0].shape)
+
+
+def _wgrad_kernel(x_TxNxHxWxC, dy_TxNxHoxWoxD, stride):
+  t, c, d = x_TxNxHxWxC.shape[0], x_TxNxHxWxC.shape[-1], dy_TxNxHoxWoxD.shape[-1]
+  if _few_channels(c, d):
+    # Patches laid out [T, 9C, M] so that the big dy needs no transpose.
+    taps = lambda x: jnp.stack(_taps(x, stride, dy_TxNxHoxWoxD.shape[2:4]))
+    cols = jnp.moveaxis(jax.vmap(taps)(x_TxNxHxWxC), -1, 2)
+    dw = jnp.einsum('tkm,tmd->tkd', cols.reshape(t, 9 * c, -1),
+                    dy_TxNxHoxWoxD.reshape(t, -1, d))
+    return dw.reshape(t, 3, 3, c, d)
+  if t == 1:
+    return _wgrad_one(x_TxNxHxWxC[0], dy_TxNxHoxWoxD[0], stride)[None]
+  return lax.map(lambda a: _wgrad_one(*a, stride),
+                 (x_TxNxHxWxC, dy_TxNxHoxWoxD))
+
+
+def _conv_kernel_generic(x_TxNxHxWxC, w_Tx3x3xCxD, stride):
+  return jax.vmap(lambda x, w: conv_reference(x, w, stride))(
+      x_TxNxHxWxC, w_Tx3x3xCxD)
+
+
+def _wgrad_kernel_generic(x_TxNxHxWxC, dy_TxNxHoxWoxD, stride):
+  def wgrad_one(x_NxHxWxC, dy_NxHoxWoxD):
+    w = jax.ShapeDtypeStruct((3, 3, x_NxHxWxC.shape[-1],
+                              dy_NxHoxWoxD.shape[-1]), x_NxHxWxC.dtype)
+    conv = lambda w: conv_reference(x_NxHxWxC, w, stride)
+    return jax.linear_transpose(conv, w)(dy_NxHoxWoxD)[0]
+  return jax.vmap(wgrad_one)(x_TxNxHxWxC, dy_TxNxHoxWoxD)
+
+
+# ------------------------------------------------------------------ primitives
+def _out_hw(x_shape, stride):
+  return tuple(-(-size // stride) for size in x_shape[2:4])
+
+
+conv_p = jex_core.Primitive('metajax_conv3x3')
+wgrad_p = jex_core.Primitive('metajax_conv3x3_wgrad')
+conv_p.def_impl(jax.jit(conv_p.bind, static_argnames='stride'))
+wgrad_p.def_impl(jax.jit(wgrad_p.bind, static_argnames='stride'))
+conv_p.def_abstract_eval(lambda x, w, stride: jax.core.ShapedArray(
+    x.shape[:2] + _out_hw(x.shape, stride) + w.shape[-1:], x.dtype))
+wgrad_p.def_abstract_eval(lambda x, dy, stride: jax.core.ShapedArray(
+    (x.shape[0], 3, 3, x.shape[-1], dy.shape[-1]), x.dtype))
+# XLA's own grouped convolution is fast off CPU (GPU, TPU): there the
+# primitives lower to exactly what vmap of `conv_reference` would give.
+for prim, generic, cpu in ((conv_p, _conv_kernel_generic, _conv_kernel),
+                           (wgrad_p, _wgrad_kernel_generic, _wgrad_kernel)):
+  mlir.register_lowering(prim, mlir.lower_fun(generic, False))
+  mlir.register_lowering(prim, mlir.lower_fun(cpu, False), platform='cpu')
+
+
+def _flip(w_Tx3x3xCxD):
+  return jnp.swapaxes(w_Tx3x3xCxD[:, ::-1, ::-1], 3, 4)
+
+
+def _conv_t(ct, x, w, stride):  # dy -> dx: a stride-1 conv, flipped kernel
+  ct = _dilate(ct, x.aval.shape[2:4], stride)
+  return conv_p.bind(ct, _flip(w), stride=1)
+
+
+def _wgrad_t(ct, x, dy, stride):  # dw -> dx
+  dy = _dilate(dy, x.aval.shape[2:4], stride)
+  return conv_p.bind(dy, _flip(ct), stride=1)
+
+
+ad.defbilinear(conv_p, _conv_t,
+               lambda ct, x, w, stride: wgrad_p.bind(x, ct, stride=stride))
+ad.defbilinear(wgrad_p, _wgrad_t,
+               lambda ct, x, dy, stride: conv_p.bind(x, ct, stride=stride))
+
+
+# -------------------------------------------------------------------- batching
+def _merge_tasks(a, bd):
+  a = jnp.moveaxis(a, bd, 0)
+  return a.reshape((-1,) + a.shape[2:]), a.shape[:2]
+
+
+def _into_axis(a, bd, axis):
+  """Moves batch axis `bd` next to `axis` and merges the two (batch major)."""
+  a = jnp.moveaxis(a, bd, axis)
+  return a.reshape(a.shape[:axis] + (-1,) + a.shape[axis + 2:]), a.shape[axis]
+
+
+def _conv_batch(args, dims, stride):
+  (x, w), (bx, bw) = args, dims
+  if bx is not None and bw is not None:
+    (x, bt), (w, _) = _merge_tasks(x, bx), _merge_tasks(w, bw)
+    y = conv_p.bind(x, w, stride=stride)
+    return y.reshape(bt + y.shape[1:]), 0
+  if bw is None:  # shared weights: the batch joins the images.
+    x, b = _into_axis(x, bx, 1)
+    y = conv_p.bind(x, w, stride=stride)
+    return y.reshape(y.shape[:1] + (b, -1) + y.shape[2:]), 1
+  w, b = _into_axis(w, bw, 4)  # shared input: the batch joins the filters.
+  y = conv_p.bind(x, w, stride=stride)
+  return y.reshape(y.shape[:-1] + (b, -1)), 4
+
+
+def _wgrad_batch(args, dims, stride):
+  (x, dy), (bx, by) = args, dims
+  if bx is not None and by is not None:
+    (x, bt), (dy, _) = _merge_tasks(x, bx), _merge_tasks(dy, by)
+    dw = wgrad_p.bind(x, dy, stride=stride)
+    return dw.reshape(bt + dw.shape[1:]), 0
+  if by is None:
+    x, b = _into_axis(x, bx, 4)
+    dw = wgrad_p.bind(x, dy, stride=stride)
+    return dw.reshape(dw.shape[:3] + (b, -1) + dw.shape[4:]), 3
+  dy, b = _into_axis(dy, by, 4)
+  dw = wgrad_p.bind(x, dy, stride=stride)
+  return dw.reshape(dw.shape[:4] + (b, -1)), 4
+
+
+batching.primitive_batchers[conv_p] = _conv_batch
+batching.primitive_batchers[wgrad_p] = _wgrad_batch

@@ -1,0 +1,224 @@
+"""Conv4 and the fast 3x3 convolution: values, derivatives, vmap, MAML."""
+import functools
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import conv_formulations
+from metajax.models import conv_ops
+from metajax.models.conv4 import Conv4, ConvBlock, batch_moments, max_pool_2x2
+
+# (input channels, filters): 9 * 1 <= 16 takes the batched-im2col kernels,
+# 9 * 3 > 4 the per-task XLA conv (lax.map) and shifted-matmul kernels.
+CHANNELS = [(1, 16), (3, 4)]
+
+
+def _arrays(key, *shapes):
+  keys = jax.random.split(jax.random.PRNGKey(key), len(shapes))
+  return [jax.random.normal(k, s, jnp.float64) for k, s in zip(keys, shapes)]
+
+
+def _close(a, b, rtol=1e-10):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * np.abs(y).max())
+
+
+def _loss(conv, x, w):
+  return jnp.sum(jnp.tanh(conv(x, w)) ** 2)
+
+
+@pytest.mark.parametrize('cin,cout', CHANNELS)
+@pytest.mark.parametrize('stride,size', [(1, 5), (2, 6), (2, 7)])
+def test_conv_values_and_first_derivatives(x64, cin, cout, stride, size):
+  x, w = _arrays(0, (2, size, size, cin), (3, 3, cin, cout))
+  def values_and_grads(conv):
+    conv = functools.partial(conv, stride=stride)
+    return conv(x, w), jax.grad(functools.partial(_loss, conv), (0, 1))(x, w)
+  _close(jax.jit(values_and_grads, static_argnums=0)(conv_ops.conv3x3),
+         values_and_grads(conv_ops.conv_reference))
+
+
+@pytest.mark.parametrize('cin,cout', CHANNELS)
+@pytest.mark.parametrize('stride', [1, 2])
+def test_conv_second_derivatives(x64, cin, cout, stride):
+  x, w, vx, vw = _arrays(1, (2, 5, 4, cin), (3, 3, cin, cout),
+                         (2, 5, 4, cin), (3, 3, cin, cout))
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def hvps(conv):
+    conv = functools.partial(conv, stride=stride)
+    grad = jax.grad(functools.partial(_loss, conv), (0, 1))
+    forward_over_reverse = jax.jvp(grad, (x, w), (vx, vw))[1]
+    reverse_over_reverse = jax.grad(lambda x, w: sum(
+        jnp.vdot(g, v) for g, v in zip(grad(x, w), (vx, vw))), (0, 1))(x, w)
+    return forward_over_reverse, reverse_over_reverse
+
+  fast, ref = hvps(conv_ops.conv3x3), hvps(conv_ops.conv_reference)
+  _close(fast, ref)
+  _close(fast[0], ref[1])
+
+
+@pytest.mark.parametrize('cin,cout', CHANNELS)
+@pytest.mark.parametrize('in_axes', [(0, 0), (0, None), (None, 0)])
+@pytest.mark.parametrize('stride', [1, 2])
+def test_conv_under_vmap_and_nested_vmap(x64, cin, cout, in_axes, stride):
+  x, w = _arrays(2, (3, 2, 5, 4, cin), (3, 3, 3, cin, cout))
+  args = tuple(a if ax == 0 else a[0] for a, ax in zip((x, w), in_axes))
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def batched(conv, x, w):
+    conv = functools.partial(conv, stride=stride)
+    grad = jax.vmap(jax.grad(functools.partial(_loss, conv), (0, 1)), in_axes)
+    values = jax.vmap(conv, in_axes)(x, w)
+    second = jax.grad(lambda x, w: jnp.sum(grad(x, w)[1] ** 2), (0, 1))(x, w)
+    return values, grad(x, w), second
+
+  _close(batched(conv_ops.conv3x3, *args),
+         batched(conv_ops.conv_reference, *args))
+  nested = tuple(jnp.stack([a, 0.5 * a]) for a in args)
+  per_task = lambda conv: jax.jit(jax.vmap(jax.vmap(jax.grad(  # pylint: disable=g-long-lambda
+      lambda x, w: _loss(functools.partial(conv, stride=stride), x, w),
+      (0, 1)), in_axes)))
+  _close(per_task(conv_ops.conv3x3)(*nested),
+         per_task(conv_ops.conv_reference)(*nested))
+
+
+@pytest.mark.parametrize('name', ['patches', 'im2col', 'shift_sum',
+                                  'cvjp_im2col'])
+def test_benchmark_candidates_are_correct_to_second_order(x64, name):
+  x, w, v = _arrays(5, (3, 2, 4, 4, 3), (3, 3, 3, 3, 4), (3, 3, 3, 3, 4))
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def per_task_derivatives(conv):
+    grad_w = jax.grad(functools.partial(_loss, conv), 1)
+    hvp = jax.grad(lambda x, w, v: jnp.vdot(grad_w(x, w), v), (0, 1))
+    return jax.vmap(conv)(x, w), jax.vmap(hvp)(x, w, v)
+
+  conv = conv_formulations.CANDIDATES[name]['conv']
+  _close(per_task_derivatives(conv),
+         per_task_derivatives(conv_ops.conv_reference))
+
+
+@pytest.mark.parametrize('cin,cout', CHANNELS)
+@pytest.mark.parametrize('stride', [1, 2])
+def test_generic_lowering_equals_cpu_kernels(x64, cin, cout, stride):
+  # Off CPU (GPU, TPU) the primitives lower to the generic kernels.
+  x, w = _arrays(6, (3, 2, 6, 5, cin), (3, 3, 3, cin, cout))
+  dy = conv_ops._conv_kernel(x, w, stride)  # pylint: disable=protected-access
+  _close(conv_ops._conv_kernel_generic(x, w, stride), dy)  # pylint: disable=protected-access
+  _close(conv_ops._wgrad_kernel_generic(x, dy, stride),  # pylint: disable=protected-access
+         conv_ops._wgrad_kernel(x, dy, stride))  # pylint: disable=protected-access
+
+
+def test_conv_rejects_mixed_dtypes():
+  with pytest.raises(TypeError):
+    conv_ops.conv3x3(jnp.ones((1, 3, 3, 1)), jnp.ones((3, 3, 1, 2), jnp.int32))
+
+
+def test_max_pool_value_and_one_hot_gradient():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 3))
+  window = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1),  # pylint: disable=g-long-lambda
+                                       (1, 2, 2, 1), 'VALID')
+  np.testing.assert_array_equal(max_pool_2x2(x), window(x))
+  v = jax.random.normal(jax.random.PRNGKey(1), (2, 2, 3, 3))
+  np.testing.assert_array_equal(
+      jax.grad(lambda x: jnp.vdot(max_pool_2x2(x), v))(x),
+      jax.grad(lambda x: jnp.vdot(window(x), v))(x))
+  ties = jax.grad(lambda x: jnp.sum(max_pool_2x2(x)))(jnp.zeros((1, 4, 4, 1)))
+  np.testing.assert_array_equal(ties[0, ::2, ::2, 0], 1.)  # one per window
+  assert float(jnp.sum(ties)) == 4.
+
+
+def test_batch_moments_match_numpy():
+  y = 30. + jax.random.normal(jax.random.PRNGKey(0), (8, 5, 5, 3))
+  mean, var = batch_moments(y)
+  y64 = np.asarray(y, np.float64)
+  np.testing.assert_allclose(mean, y64.mean((0, 1, 2)), rtol=1e-6)
+  np.testing.assert_allclose(var, y64.var((0, 1, 2)), rtol=1e-3)
+
+
+def test_batch_norm_normalises_with_the_batch_statistics():
+  block = ConvBlock(6, pool=False, activation=lambda x: x)
+  x = 3. + jax.random.normal(jax.random.PRNGKey(0), (4, 5, 5, 2))
+  params = block.init(jax.random.PRNGKey(1), x)
+  assert set(params) == {'params'}  # no batch_stats collection
+  assert set(params['params']) == {'kernel', 'scale', 'bias'}
+  y = block.apply(params, x)
+  np.testing.assert_allclose(y.mean((0, 1, 2)), 0., atol=1e-5)
+  np.testing.assert_allclose(y.var((0, 1, 2)), 1., rtol=1e-3)
+  other = block.apply(params, x.at[1:].set(0.))  # the batch changes example 0
+  assert not np.allclose(other[0], y[0])
+
+
+@pytest.mark.parametrize('strided', [False, True])
+def test_conv4_shapes(strided):
+  model = Conv4(num_classes=5, strided=strided)
+  x = jax.ShapeDtypeStruct((3, 28, 28, 1), jnp.float32)
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+  assert set(params) == {'params'}
+  shapes = jax.tree.map(lambda a: a.shape, params['params'])
+  assert shapes['block0'] == {'kernel': (3, 3, 1, 64), 'scale': (64,),
+                              'bias': (64,)}
+  assert shapes['block3']['kernel'] == (3, 3, 64, 64)
+  assert shapes['head'] == {'kernel': (64, 5), 'bias': (5,)}  # 1x1x64 or mean
+  assert jax.eval_shape(model.apply, params, x).shape == (3, 5)
+  with pytest.raises(ValueError):
+    jax.eval_shape(model.apply, params,
+                   jax.ShapeDtypeStruct((2, 3, 28, 28, 1), jnp.float32))
+
+
+def _tiny_problem(key=0, tasks=2, ways=3, shots=2, size=9):
+  xs, xq = _arrays(key, (tasks, ways * shots, size, size, 1),
+                   (tasks, ways * shots, size, size, 1))
+  ys = jnp.tile(jnp.arange(ways).repeat(shots), (tasks, 1))
+  return xs, ys, xq, ys
+
+
+def _f64(params, negate_scale=True):
+  params = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+  if negate_scale:  # a negative scale exercises the min-pool branch
+    scale = params['params']['block0']['scale']
+    params['params']['block0']['scale'] = scale.at[::2].multiply(-1.)
+  return params
+
+
+@pytest.mark.parametrize('strided', [False, True])
+def test_fast_model_equals_reference_model(x64, strided):
+  x, = _arrays(3, (4, 12, 12, 1))
+  kw = dict(num_classes=3, width=8, num_blocks=3, strided=strided)
+  params = _f64(Conv4(**kw).init(jax.random.PRNGKey(0), x))
+  models = [Conv4(**kw), Conv4(conv='reference', pool_before_norm=False, **kw)]
+  value_and_grad = lambda m: jax.jit(jax.value_and_grad(  # pylint: disable=g-long-lambda
+      lambda p: jnp.sum(jnp.sin(m.apply(p, x)))))(params)
+  _close(*[value_and_grad(m) for m in models])
+
+
+def test_maml_meta_gradient_fast_equals_reference(x64):
+  data = _tiny_problem()
+  kw = dict(num_classes=3, width=8, num_blocks=2)
+  params = _f64(Conv4(**kw).init(jax.random.PRNGKey(0), data[0][0]))
+  fast = conv_formulations.make_meta_step(Conv4(**kw))
+  ref = conv_formulations.make_meta_step(
+      Conv4(conv='reference', pool_before_norm=False, **kw))
+  _close(fast(params, *data), ref(params, *data), rtol=1e-9)
+
+
+def test_maml_meta_gradient_matches_central_differences(x64):
+  data = _tiny_problem(key=4)
+  model = Conv4(num_classes=3, width=4, num_blocks=2, activation=jnp.tanh)
+  params = _f64(model.init(jax.random.PRNGKey(1), data[0][0]))
+  step = conv_formulations.make_meta_step(model)
+  loss, grads = step(params, *data)
+  direction = jax.tree.map(lambda a: jnp.cos(jnp.arange(a.size).reshape(
+      a.shape) * 1.7), params)
+  eps = 1e-5
+  shifted = lambda s: step(jax.tree.map(  # pylint: disable=g-long-lambda
+      lambda p, d: p + s * d, params, direction), *data)[0]
+  numeric = (shifted(eps) - shifted(-eps)) / (2 * eps)
+  analytic = sum(jnp.vdot(g, d) for g, d in zip(
+      jax.tree.leaves(grads), jax.tree.leaves(direction)))
+  assert np.isfinite(float(loss))
+  np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
