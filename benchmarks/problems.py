@@ -56,7 +56,7 @@ def omniglot_config(ways: int, quick: bool = False, **overrides) -> Config:
                   meta_batch_size=32 if ways == 5 else 16,
                   inner_steps=1 if ways == 5 else 5,
                   inner_lr=0.4 if ways == 5 else 0.1, outer_lr=1e-3,
-                  num_meta_steps=1000, log_every=10)
+                  num_meta_steps=1000, log_every=10, eval_num_query=15)
   if quick:
     config = dataclasses.replace(config, num_ways=2, num_query=1,
                                  meta_batch_size=2)
