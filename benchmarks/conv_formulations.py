@@ -1,4 +1,4 @@
-"""Which 3x3 convolution formulation makes a vmapped MAML Conv4 step fast on CPU.
+"""Which 3x3 conv formulation makes a vmapped MAML Conv4 step fast on CPU.
 
 The step: Omniglot-shaped 5-way 1-shot tasks (5 support and 75 query images,
 28x28x1), 32 tasks, one inner SGD step (rate 0.4, cross-entropy), the gradient
@@ -13,21 +13,22 @@ order), as `jax.grad(mean(jax.vmap(task_loss)))`. Every candidate is the same
   im2col        9 shifted slices, concat, @ W (autodiff).
   shift_sum     sum of 9 shifted slices @ W_ij (autodiff).
   cvjp_im2col   im2col with a custom_vjp whose bwd is im2col again.
-  fast_plain    conv_ops.conv3x3, block order conv-bn-act-pool.
-  fast          conv_ops.conv3x3, pool before bn/act (the Conv4 default).
+  fast          conv_ops.conv3x3 (the Conv4 default).
+  fast_pool_first  conv_ops.conv3x3 and Conv4(pool_before_norm=True).
   torch         a PyTorch per-task loop (create_graph=True) on the same
-                params and data, in a subprocess (in-process it fights XLA's
-                threads), skipped if torch is missing.
+                params and data; skipped if torch is missing.
 
 Run: python -m benchmarks.conv_formulations [--num_tasks 32 --repeats 3]
-Timings on a shared 2-core box are noisy: candidates run round-robin in one
-process and the table shows the median and the min over repeats. GFLOP/s use
-the XLA cost analysis of the `reference` program (the useful work; programs
-with loops under-report their own count, shown as `own GF`).
+Each formulation runs in its own worker process (XLA programs sharing a
+process slow each other down by up to 1.5x, and torch's threads fight XLA's),
+and the workers step round-robin, so that load spikes on a shared box hit all
+alike; the table shows the median and the min over repeats, and CPU seconds.
+GFLOP/s use the XLA cost analysis of the `reference` program (the useful
+work; programs with loops under-report their own count, shown as `own GF`).
 """
 import argparse
-import functools
-import json
+import contextlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -55,8 +56,8 @@ def _shifted_NxHxWx9xC(x_NxHxWxC):
 def _strided(conv):
   def strided_conv(x, w, stride=1):
     y = conv(x, w)
-    o_h, o_w = conv_ops._offset(x.shape[1], stride), conv_ops._offset(  # pylint: disable=protected-access
-        x.shape[2], stride)
+    offset = conv_ops._offset  # pylint: disable=protected-access
+    o_h, o_w = offset(x.shape[1], stride), offset(x.shape[2], stride)
     return y if stride == 1 else y[:, o_h::stride, o_w::stride]
   return strided_conv
 
@@ -104,8 +105,8 @@ CANDIDATES = {
     'im2col': dict(conv=_strided(im2col)),
     'shift_sum': dict(conv=_strided(shift_sum)),
     'cvjp_im2col': dict(conv=_strided(cvjp_im2col)),
-    'fast_plain': dict(conv='fast', pool_before_norm=False),
     'fast': dict(conv='fast'),
+    'fast_pool_first': dict(conv='fast', pool_before_norm=True),
 }
 
 
@@ -145,7 +146,8 @@ def matmul_peak_gflops(n=2048, repeats=5):
   a = jnp.asarray(np.random.default_rng(0).random((n, n), np.float32))
   mm = jax.jit(jnp.matmul).lower(a, a).compile()
   mm(a, a).block_until_ready()
-  return 2 * n**3 / np.median([_timed(mm, a, a)[0] for _ in range(repeats)]) / 1e9
+  seconds = np.median([_timed(mm, a, a)[0] for _ in range(repeats)])
+  return 2 * n**3 / seconds / 1e9
 
 
 def _flops(compiled):
@@ -153,12 +155,11 @@ def _flops(compiled):
   return (cost[0] if isinstance(cost, list) else cost).get('flops', 0.)
 
 
-# ------------------------------------------------------------------- torch
-def torch_worker(work_dir, repeats):
-  """Times the same meta-step as a PyTorch per-task loop (own process)."""
+# ----------------------------------------------------------------- workers
+def _torch_step(data):
+  """The same meta-step as a PyTorch per-task loop, on the saved inputs."""
   import torch  # pylint: disable=g-import-not-at-top
   import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
-  data = np.load(os.path.join(work_dir, 'in.npz'))
   num_blocks = sum(k.endswith('/kernel') and k.startswith('block')
                    for k in data.files)
   names = [f'block{i}/{n}' for i in range(num_blocks)
@@ -170,7 +171,6 @@ def torch_worker(work_dir, repeats):
   xs, xq = (torch.tensor(data[k].transpose(0, 1, 4, 2, 3).copy())
             for k in ('xs', 'xq'))
   ys, yq = (torch.tensor(data[k]).long() for k in ('ys', 'yq'))
-
   strided = bool(data['strided'])
 
   def same_pad(x):  # TF/XLA 'SAME' for stride 2 pads the extra row at the end
@@ -205,38 +205,78 @@ def torch_worker(work_dir, repeats):
     return total
 
   loss = meta_step()
+  for _ in range(2):  # torch's first steps run erratically slow (warm-up)
+    meta_step()
   grads = {n: (p.grad.numpy().transpose(2, 3, 1, 0) if n.startswith('block')
                and n.endswith('kernel') else p.grad.numpy().T)
            for n, p in zip(names, params)}
-  times = []
-  for _ in range(repeats):
+  return meta_step, dict(loss=loss, own_gflop=np.nan, compile_s=0.,
+                         threads=torch.get_num_threads(), **grads)
+
+
+def _jax_step(data, name):
+  """Compiles the meta-step of one candidate on the saved inputs."""
+  strided = bool(data['strided'])
+  params = _unflatten({k: data[k] for k in data.files if '/' in k})
+  batch = [jnp.asarray(data[k]) for k in ('xs', 'ys', 'xq', 'yq')]
+  model = Conv4(WAYS, strided=strided, **CANDIDATES[name])
+  t = time.perf_counter()
+  compiled = make_meta_step(model).lower(params, *batch).compile()
+  compile_s = time.perf_counter() - t
+  loss, grads = jax.block_until_ready(compiled(params, *batch))
+  flat = {k: np.asarray(v) for k, v in _flatten(grads).items()}
+  return (lambda: jax.block_until_ready(compiled(params, *batch)),
+          dict(loss=float(loss), own_gflop=_flops(compiled) / 1e9,
+               compile_s=compile_s, threads=os.cpu_count(), **flat))
+
+
+def worker(work_dir, name):
+  """Serves timed meta-steps of one formulation, one per line on stdin."""
+  data = np.load(os.path.join(work_dir, 'in.npz'))
+  step, out = _torch_step(data) if name == 'torch' else _jax_step(data, name)
+  np.savez(os.path.join(work_dir, f'{name}.npz'), **out)
+  print('ready', flush=True)
+  for line in sys.stdin:
+    del line
     t, c = time.perf_counter(), time.process_time()
-    meta_step()
-    times.append((time.perf_counter() - t, time.process_time() - c))
-  np.savez(os.path.join(work_dir, 'out.npz'), loss=loss, times=times,
-           threads=torch.get_num_threads(), **grads)
+    step()
+    print(time.perf_counter() - t, time.process_time() - c, flush=True)
 
 
-def run_torch(params, data, repeats, strided):
-  try:
-    import torch  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    return None
-  flat = {'/'.join(k.key for k in path[1:]): np.asarray(v)
+def _flatten(params):
+  return {'/'.join(k.key for k in path[1:]): v
           for path, v in jax.tree_util.tree_flatten_with_path(params)[0]}
-  with tempfile.TemporaryDirectory() as work_dir:
-    np.savez(os.path.join(work_dir, 'in.npz'), **flat, strided=strided,
-             **dict(zip(('xs', 'ys', 'xq', 'yq'), data)))
-    subprocess.run([sys.executable, '-m', 'benchmarks.conv_formulations',
-                    '--torch_worker', work_dir, '--repeats', str(repeats)],
-                   check=True, cwd=os.path.dirname(os.path.dirname(
-                       os.path.abspath(__file__))))
-    out = dict(np.load(os.path.join(work_dir, 'out.npz')))
-  grads = {'params': {}}
-  for name in flat:
+
+
+def _unflatten(flat):
+  tree = {'params': {}}
+  for name, value in flat.items():
     scope, leaf = name.split('/')
-    grads['params'].setdefault(scope, {})[leaf] = out[name]
-  return float(out['loss']), grads, out['times'], int(out['threads'])
+    tree['params'].setdefault(scope, {})[leaf] = value
+  return tree
+
+
+@contextlib.contextmanager
+def stepper(work_dir, name):
+  """Starts a worker for `name`; yields (step, results) once it compiled."""
+  proc = subprocess.Popen(
+      [sys.executable, '-m', 'benchmarks.conv_formulations', '--worker', name,
+       '--work_dir', work_dir], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+      text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(
+          __file__))))
+  try:
+    if proc.stdout.readline().strip() != 'ready':
+      raise RuntimeError(f'worker {name} failed')
+    out = dict(np.load(os.path.join(work_dir, f'{name}.npz')))
+
+    def step():
+      proc.stdin.write('step\n')
+      proc.stdin.flush()
+      return tuple(float(v) for v in proc.stdout.readline().split())
+    yield step, out
+  finally:
+    proc.stdin.close()
+    proc.wait()
 
 
 # -------------------------------------------------------------------- main
@@ -251,51 +291,46 @@ def main():
   parser.add_argument('--num_tasks', type=int, default=32)
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--formulations', default='im2col,shift_sum,cvjp_im2col,'
-                      'fast_plain,fast,torch')
+                      'fast_pool_first,fast,torch')
   parser.add_argument('--strided', action='store_true')
-  parser.add_argument('--torch_worker', help=argparse.SUPPRESS)
+  parser.add_argument('--worker', help=argparse.SUPPRESS)
+  parser.add_argument('--work_dir', help=argparse.SUPPRESS)
   args = parser.parse_args()
-  if args.torch_worker:
-    return torch_worker(args.torch_worker, args.repeats)
+  if args.worker:
+    return worker(args.work_dir, args.worker)
 
   names = args.formulations.split(',')
+  if 'torch' in names and importlib.util.find_spec('torch') is None:
+    names.remove('torch')
   data = make_data(args.num_tasks)
   params = Conv4(WAYS, strided=args.strided).init(
       jax.random.PRNGKey(0), jnp.asarray(data[0][0]))
   print(f'jax {jax.__version__}, {os.cpu_count()} CPUs, {args.num_tasks} tasks,'
         f' strided={args.strided}, repeats={args.repeats}', flush=True)
   peak = matmul_peak_gflops()
-  print(f'f32 matmul peak (2048^3, median of 5): {peak:.0f} GFLOP/s', flush=True)
+  print(f'f32 matmul peak (2048^3, median of 5): {peak:.0f} GFLOP/s',
+        flush=True)
+  useful_gflop = _flops(make_meta_step(Conv4(
+      WAYS, strided=args.strided, conv='reference')).lower(
+          params, *data).compile()) / 1e9
 
-  useful_gflop = _flops(make_meta_step(Conv4(WAYS, strided=args.strided,
-                                             conv='reference')).lower(
-      params, *data).compile()) / 1e9
-  steps, results = {}, {}
-  for name in names:
-    if name == 'torch':
-      continue
-    model = Conv4(WAYS, strided=args.strided, **CANDIDATES[name])
-    t = time.perf_counter()
-    compiled = make_meta_step(model).lower(params, *data).compile()
-    compile_s = time.perf_counter() - t
-    out = jax.block_until_ready(compiled(params, *data))
-    steps[name] = compiled
-    results[name] = dict(own_gflop=_flops(compiled) / 1e9, compile_s=compile_s,
-                         out=out, times=[])
-    print(f'compiled {name} in {compile_s:.1f}s', flush=True)
-  for _ in range(args.repeats):  # round-robin, so load spikes hit all alike
-    for name, compiled in steps.items():
-      results[name]['times'].append(_timed(compiled, params, *data))
+  results = {}
+  with tempfile.TemporaryDirectory() as work_dir, \
+      contextlib.ExitStack() as stack:
+    np.savez(os.path.join(work_dir, 'in.npz'), strided=args.strided,
+             **{k: np.asarray(v) for k, v in _flatten(params).items()},
+             **dict(zip(('xs', 'ys', 'xq', 'yq'), data)))
+    for name in names:  # one process each: programs sharing a process
+      step, out = stack.enter_context(stepper(work_dir, name))  # slow each
+      results[name] = dict(step=step, out=out, times=[])     # other down
+      print(f'{name} ready (compile {out["compile_s"]:.1f}s, '
+            f'{int(out["threads"])} threads)', flush=True)
+    for _ in range(args.repeats):  # round-robin, so load spikes hit all alike
+      for r in results.values():
+        r['times'].append(r['step']())
 
-  reference_out = results.get('fast', next(iter(results.values())))['out']
-  if 'torch' in names:
-    torch_out = run_torch(params, data, args.repeats, args.strided)
-    if torch_out is not None:
-      loss, grads, times, threads = torch_out
-      results['torch'] = dict(own_gflop=float('nan'), compile_s=0.,
-                              out=(loss, grads), times=list(times))
-      print(f'torch ran with {threads} threads', flush=True)
-
+  base = results['fast' if 'fast' in results else names[0]]['out']
+  base_grads = _unflatten({k: v for k, v in base.items() if '/' in k})
   torch_ms = (np.median([t[0] for t in results['torch']['times']]) * 1e3
               if 'torch' in results else float('nan'))
   print(f'\nuseful work (XLA cost of `reference`): {useful_gflop:.1f} GFLOP\n')
@@ -303,15 +338,15 @@ def main():
         'vs torch | own GF | loss diff | grad rel diff |')
   print('|---|---|---|---|---|---|---|---|---|---|')
   for name, r in results.items():
-    wall = np.array([t[0] for t in r['times']])
-    cpu = np.array([t[1] for t in r['times']])
+    wall, cpu = np.array(r['times']).T
     ms = np.median(wall) * 1e3
     gflops = useful_gflop / np.median(wall)
-    loss_diff = abs(float(r['out'][0]) - float(reference_out[0]))
+    grads = _unflatten({k: v for k, v in r['out'].items() if '/' in k})
     print(f'| {name} | {ms:.0f} | {wall.min() * 1e3:.0f} | '
           f'{np.median(cpu):.2f} | {gflops:.1f} | {100 * gflops / peak:.1f} | '
-          f'{torch_ms / ms:.2f}x | {r["own_gflop"]:.1f} | {loss_diff:.1e} | '
-          f'{_max_rel_diff(r["out"][1], reference_out[1]):.1e} |')
+          f'{torch_ms / ms:.2f}x | {float(r["out"]["own_gflop"]):.1f} | '
+          f'{abs(float(r["out"]["loss"]) - float(base["loss"])):.1e} | '
+          f'{_max_rel_diff(grads, base_grads):.1e} |')
   print(f'\nf32 matmul peak again: {matmul_peak_gflops():.0f} GFLOP/s')
 
 

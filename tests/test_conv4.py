@@ -1,4 +1,5 @@
 """Conv4 and the fast 3x3 convolution: values, derivatives, vmap, MAML."""
+# pylint: disable=protected-access,g-long-lambda
 import functools
 
 import jax
@@ -79,7 +80,7 @@ def test_conv_under_vmap_and_nested_vmap(x64, cin, cout, in_axes, stride):
   _close(batched(conv_ops.conv3x3, *args),
          batched(conv_ops.conv_reference, *args))
   nested = tuple(jnp.stack([a, 0.5 * a]) for a in args)
-  per_task = lambda conv: jax.jit(jax.vmap(jax.vmap(jax.grad(  # pylint: disable=g-long-lambda
+  per_task = lambda conv: jax.jit(jax.vmap(jax.vmap(jax.grad(
       lambda x, w: _loss(functools.partial(conv, stride=stride), x, w),
       (0, 1)), in_axes)))
   _close(per_task(conv_ops.conv3x3)(*nested),
@@ -107,10 +108,13 @@ def test_benchmark_candidates_are_correct_to_second_order(x64, name):
 def test_generic_lowering_equals_cpu_kernels(x64, cin, cout, stride):
   # Off CPU (GPU, TPU) the primitives lower to the generic kernels.
   x, w = _arrays(6, (3, 2, 6, 5, cin), (3, 3, 3, cin, cout))
-  dy = conv_ops._conv_kernel(x, w, stride)  # pylint: disable=protected-access
-  _close(conv_ops._conv_kernel_generic(x, w, stride), dy)  # pylint: disable=protected-access
-  _close(conv_ops._wgrad_kernel_generic(x, dy, stride),  # pylint: disable=protected-access
-         conv_ops._wgrad_kernel(x, dy, stride))  # pylint: disable=protected-access
+  dy = conv_ops._conv_kernel(x, w, stride)
+  _close(conv_ops._conv_kernel_generic(x, w, stride), dy)
+  _close(conv_ops._wgrad_kernel_generic(x, dy, stride),
+         conv_ops._wgrad_kernel(x, dy, stride))
+  if stride > 1:
+    _close(conv_ops._tconv_kernel_generic(dy, w, stride, (6, 5)),
+           conv_ops._tconv_kernel(dy, w, stride, (6, 5)))
 
 
 def test_conv_rejects_mixed_dtypes():
@@ -120,8 +124,8 @@ def test_conv_rejects_mixed_dtypes():
 
 def test_max_pool_value_and_one_hot_gradient():
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 3))
-  window = lambda x: lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1),  # pylint: disable=g-long-lambda
-                                       (1, 2, 2, 1), 'VALID')
+  window = lambda x: lax.reduce_window(
+      x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
   np.testing.assert_array_equal(max_pool_2x2(x), window(x))
   v = jax.random.normal(jax.random.PRNGKey(1), (2, 2, 3, 3))
   np.testing.assert_array_equal(
@@ -185,15 +189,24 @@ def _f64(params, negate_scale=True):
   return params
 
 
-@pytest.mark.parametrize('strided', [False, True])
-def test_fast_model_equals_reference_model(x64, strided):
+@pytest.mark.parametrize('strided,pool_first', [(False, False), (True, False),
+                                                (False, True)])
+def test_fast_model_equals_reference_model(x64, strided, pool_first):
   x, = _arrays(3, (4, 12, 12, 1))
   kw = dict(num_classes=3, width=8, num_blocks=3, strided=strided)
   params = _f64(Conv4(**kw).init(jax.random.PRNGKey(0), x))
-  models = [Conv4(**kw), Conv4(conv='reference', pool_before_norm=False, **kw)]
-  value_and_grad = lambda m: jax.jit(jax.value_and_grad(  # pylint: disable=g-long-lambda
+  models = [Conv4(pool_before_norm=pool_first, **kw),
+            Conv4(conv='reference', **kw)]
+  value_and_grad = lambda m: jax.jit(jax.value_and_grad(
       lambda p: jnp.sum(jnp.sin(m.apply(p, x)))))(params)
   _close(*[value_and_grad(m) for m in models])
+
+
+def test_pool_before_norm_rejects_non_monotone_activations():
+  model = Conv4(num_classes=2, pool_before_norm=True, activation=jax.nn.gelu)
+  with pytest.raises(ValueError):
+    jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                   jax.ShapeDtypeStruct((1, 8, 8, 1), jnp.float32))
 
 
 def test_maml_meta_gradient_fast_equals_reference(x64):
@@ -201,21 +214,21 @@ def test_maml_meta_gradient_fast_equals_reference(x64):
   kw = dict(num_classes=3, width=8, num_blocks=2)
   params = _f64(Conv4(**kw).init(jax.random.PRNGKey(0), data[0][0]))
   fast = conv_formulations.make_meta_step(Conv4(**kw))
-  ref = conv_formulations.make_meta_step(
-      Conv4(conv='reference', pool_before_norm=False, **kw))
+  ref = conv_formulations.make_meta_step(Conv4(conv='reference', **kw))
   _close(fast(params, *data), ref(params, *data), rtol=1e-9)
 
 
 def test_maml_meta_gradient_matches_central_differences(x64):
   data = _tiny_problem(key=4)
-  model = Conv4(num_classes=3, width=4, num_blocks=2, activation=jnp.tanh)
+  model = Conv4(num_classes=3, width=4, num_blocks=2, activation=jnp.tanh,
+                pool_before_norm=True)
   params = _f64(model.init(jax.random.PRNGKey(1), data[0][0]))
   step = conv_formulations.make_meta_step(model)
   loss, grads = step(params, *data)
   direction = jax.tree.map(lambda a: jnp.cos(jnp.arange(a.size).reshape(
       a.shape) * 1.7), params)
   eps = 1e-5
-  shifted = lambda s: step(jax.tree.map(  # pylint: disable=g-long-lambda
+  shifted = lambda s: step(jax.tree.map(
       lambda p, d: p + s * d, params, direction), *data)[0]
   numeric = (shifted(eps) - shifted(-eps)) / (2 * eps)
   analytic = sum(jnp.vdot(g, d) for g, d in zip(

@@ -8,13 +8,14 @@ task axis T (stride s, Ho = ceil(H / s)):
 
   conv_p(x_TxNxHxWxC, w_Tx3x3xCxD; s) -> y_TxNxHoxWoxD
   wgrad_p(x_TxNxHxWxC, dy_TxNxHoxWoxD; s) -> dw_Tx3x3xCxD
+  tconv_p(dy_TxNxHoxWoxD, w_Tx3x3xCxD; s, H, W) -> dx_TxNxHxWxC  (s > 1)
 
-Their transposes are again conv_p / wgrad_p (the input gradient of a strided
-conv is a stride-1 conv of the zero-dilated cotangent), so every order of
-forward and reverse differentiation stays on them, and their batching rules
-fold a vmapped axis into T (or into N when the weights are shared). On CPU each
-is lowered to the fastest kernel measured for its shape (benchmarks/
-NOTES_conv.md): XLA's own convolution per task (lax.map) for wide inputs, one
+Their transposes are again these three (for s = 1 the input gradient is
+conv_p with the flipped kernel), so every order of forward and reverse
+differentiation stays on them, and their batching rules fold a vmapped axis
+into T (or into N when the weights are shared). On CPU each is lowered to the
+fastest kernel measured for its shape (benchmarks/NOTES_conv.md): XLA's own
+convolution per task (lax.map; lhs-dilated for tconv_p) for wide inputs, one
 batched im2col matmul for inputs with few channels, and 9 shifted matmuls for
 the weight gradient. Elsewhere they lower to what vmap of the reference gives.
 """
@@ -70,16 +71,15 @@ def _taps(x_NxHxWxC, stride, out_hw):
           for i in range(3) for j in range(3)]
 
 
-def _dilate(dy_TxNxHoxWoxD, in_hw, stride):
-  """Scatters a strided conv's outputs onto the stride-1 output grid."""
-  if stride == 1:
-    return dy_TxNxHoxWoxD
-  config = [(0, 0, 0), (0, 0, 0)]
-  for size, out in zip(in_hw, dy_TxNxHoxWoxD.shape[2:4]):
+def _tconv_one(dy_NxHoxWoxD, w_3x3xCxD, stride, in_hw):
+  """Input gradient of a strided conv: an lhs-dilated conv, flipped kernel."""
+  pads = []
+  for size, out in zip(in_hw, dy_NxHoxWoxD.shape[1:3]):
     lo = _offset(size, stride)
-    config.append((lo, size - lo - stride * (out - 1) - 1, stride - 1))
-  return lax.pad(dy_TxNxHoxWoxD, jnp.zeros((), dy_TxNxHoxWoxD.dtype),
-                 config + [(0, 0, 0)])
+    pads.append((lo + 1, size - lo - stride * (out - 1)))
+  return lax.conv_general_dilated(
+      dy_NxHoxWoxD, _flip(w_3x3xCxD[None])[0], (1, 1), pads,
+      lhs_dilation=(stride, stride), dimension_numbers=_DIMS)
 
 
 # ------------------------------------------------------- CPU kernels (T-major)
@@ -115,7 +115,8 @@ def _wgrad_one(x_NxHxWxC, dy_NxHoxWoxD, stride):
 
 
 def _wgrad_kernel(x_TxNxHxWxC, dy_TxNxHoxWoxD, stride):
-  t, c, d = x_TxNxHxWxC.shape[0], x_TxNxHxWxC.shape[-1], dy_TxNxHoxWoxD.shape[-1]
+  t, c = x_TxNxHxWxC.shape[0], x_TxNxHxWxC.shape[-1]
+  d = dy_TxNxHoxWoxD.shape[-1]
   if _few_channels(c, d):
     # Patches laid out [T, 9C, M] so that the big dy needs no transpose.
     taps = lambda x: jnp.stack(_taps(x, stride, dy_TxNxHoxWoxD.shape[2:4]))
@@ -127,6 +128,18 @@ def _wgrad_kernel(x_TxNxHxWxC, dy_TxNxHoxWoxD, stride):
     return _wgrad_one(x_TxNxHxWxC[0], dy_TxNxHoxWoxD[0], stride)[None]
   return lax.map(lambda a: _wgrad_one(*a, stride),
                  (x_TxNxHxWxC, dy_TxNxHoxWoxD))
+
+
+def _tconv_kernel(dy_TxNxHoxWoxD, w_Tx3x3xCxD, stride, in_hw):
+  if w_Tx3x3xCxD.shape[0] == 1:
+    return _tconv_one(dy_TxNxHoxWoxD[0], w_Tx3x3xCxD[0], stride, in_hw)[None]
+  return lax.map(lambda a: _tconv_one(*a, stride, in_hw),
+                 (dy_TxNxHoxWoxD, w_Tx3x3xCxD))
+
+
+def _tconv_kernel_generic(dy_TxNxHoxWoxD, w_Tx3x3xCxD, stride, in_hw):
+  return jax.vmap(lambda dy, w: _tconv_one(dy, w, stride, in_hw))(
+      dy_TxNxHoxWoxD, w_Tx3x3xCxD)
 
 
 def _conv_kernel_generic(x_TxNxHxWxC, w_Tx3x3xCxD, stride):
@@ -150,16 +163,21 @@ def _out_hw(x_shape, stride):
 
 conv_p = jex_core.Primitive('metajax_conv3x3')
 wgrad_p = jex_core.Primitive('metajax_conv3x3_wgrad')
-conv_p.def_impl(jax.jit(conv_p.bind, static_argnames='stride'))
-wgrad_p.def_impl(jax.jit(wgrad_p.bind, static_argnames='stride'))
+tconv_p = jex_core.Primitive('metajax_conv3x3_transpose')
+for prim, static in ((conv_p, 'stride'), (wgrad_p, 'stride'),
+                     (tconv_p, ('stride', 'in_hw'))):
+  prim.def_impl(jax.jit(prim.bind, static_argnames=static))
 conv_p.def_abstract_eval(lambda x, w, stride: jax.core.ShapedArray(
     x.shape[:2] + _out_hw(x.shape, stride) + w.shape[-1:], x.dtype))
 wgrad_p.def_abstract_eval(lambda x, dy, stride: jax.core.ShapedArray(
     (x.shape[0], 3, 3, x.shape[-1], dy.shape[-1]), x.dtype))
+tconv_p.def_abstract_eval(lambda dy, w, stride, in_hw: jax.core.ShapedArray(
+    dy.shape[:2] + in_hw + w.shape[3:4], dy.dtype))
 # XLA's own grouped convolution is fast off CPU (GPU, TPU): there the
 # primitives lower to exactly what vmap of `conv_reference` would give.
 for prim, generic, cpu in ((conv_p, _conv_kernel_generic, _conv_kernel),
-                           (wgrad_p, _wgrad_kernel_generic, _wgrad_kernel)):
+                           (wgrad_p, _wgrad_kernel_generic, _wgrad_kernel),
+                           (tconv_p, _tconv_kernel_generic, _tconv_kernel)):
   mlir.register_lowering(prim, mlir.lower_fun(generic, False))
   mlir.register_lowering(prim, mlir.lower_fun(cpu, False), platform='cpu')
 
@@ -168,20 +186,26 @@ def _flip(w_Tx3x3xCxD):
   return jnp.swapaxes(w_Tx3x3xCxD[:, ::-1, ::-1], 3, 4)
 
 
-def _conv_t(ct, x, w, stride):  # dy -> dx: a stride-1 conv, flipped kernel
-  ct = _dilate(ct, x.aval.shape[2:4], stride)
-  return conv_p.bind(ct, _flip(w), stride=1)
+def _input_grad(dy, w, stride, in_hw):
+  if stride == 1:
+    return conv_p.bind(dy, _flip(w), stride=1)
+  return tconv_p.bind(dy, w, stride=stride, in_hw=tuple(in_hw))
 
 
-def _wgrad_t(ct, x, dy, stride):  # dw -> dx
-  dy = _dilate(dy, x.aval.shape[2:4], stride)
-  return conv_p.bind(dy, _flip(ct), stride=1)
-
-
-ad.defbilinear(conv_p, _conv_t,
-               lambda ct, x, w, stride: wgrad_p.bind(x, ct, stride=stride))
-ad.defbilinear(wgrad_p, _wgrad_t,
-               lambda ct, x, dy, stride: conv_p.bind(x, ct, stride=stride))
+# conv: y = conv(x, w), dx = tconv(dy, w), dw = wgrad(x, dy); wgrad and
+# tconv are bilinear too, and their transposes close the set.
+ad.defbilinear(
+    conv_p,
+    lambda ct, x, w, stride: _input_grad(ct, w, stride, x.aval.shape[2:4]),
+    lambda ct, x, w, stride: wgrad_p.bind(x, ct, stride=stride))
+ad.defbilinear(
+    wgrad_p,
+    lambda ct, x, dy, stride: _input_grad(dy, ct, stride, x.aval.shape[2:4]),
+    lambda ct, x, dy, stride: conv_p.bind(x, ct, stride=stride))
+ad.defbilinear(
+    tconv_p,
+    lambda ct, dy, w, stride, in_hw: conv_p.bind(ct, w, stride=stride),
+    lambda ct, dy, w, stride, in_hw: wgrad_p.bind(ct, dy, stride=stride))
 
 
 # -------------------------------------------------------------------- batching
@@ -226,5 +250,19 @@ def _wgrad_batch(args, dims, stride):
   return dw.reshape(dw.shape[:4] + (b, -1)), 4
 
 
+def _tconv_batch(args, dims, stride, in_hw):
+  (dy, w), (by, bw) = args, dims
+  if bw is None:  # shared weights: the batch joins the images.
+    dy, b = _into_axis(dy, by, 1)
+    dx = tconv_p.bind(dy, w, stride=stride, in_hw=in_hw)
+    return dx.reshape(dx.shape[:1] + (b, -1) + dx.shape[2:]), 1
+  size = w.shape[bw]
+  dy = dy if by is not None else jnp.broadcast_to(dy, (size,) + dy.shape)
+  (dy, bt), (w, _) = _merge_tasks(dy, by or 0), _merge_tasks(w, bw)
+  dx = tconv_p.bind(dy, w, stride=stride, in_hw=in_hw)
+  return dx.reshape(bt + dx.shape[1:]), 0
+
+
 batching.primitive_batchers[conv_p] = _conv_batch
 batching.primitive_batchers[wgrad_p] = _wgrad_batch
+batching.primitive_batchers[tconv_p] = _tconv_batch
