@@ -28,6 +28,10 @@ def _env(num_devices: int, **extra) -> dict:
          if not k.startswith(("METAJAX_", "JAX_COORDINATOR"))}
   env.update(JAX_PLATFORMS="cpu", XLA_FLAGS=(
       f"--xla_force_host_platform_device_count={num_devices}"), **extra)
+  # The worker script's own folder leads its sys.path, so the checkout is
+  # added for runs where metajax is not pip-installed.
+  env["PYTHONPATH"] = os.pathsep.join(
+      filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
   return env
 
 
