@@ -1,0 +1,20 @@
+"""iMAML (5 proximal SGD steps at 0.4 with lambda = 1 / 0.4, implicit gradient
+by 5 CG steps), under the shared 4-minute CPU budget.
+
+See `omniglot_5way1shot_budget` for what the budget fixes.
+
+  python -m metajax omniglot_5way1shot_budget_imaml
+
+Paper: Rajeswaran et al. 2019: 99.16 +- 0.35 % (iMAML-HF), 99.50 +- 0.26 %
+(GD).
+"""
+from experiments.omniglot_5way1shot_budget import budget_config
+
+NUM_STEPS = 400  # What 4 minutes of this CPU buys; see the README.
+
+
+def get_config():
+  return budget_config(
+      NUM_STEPS, algorithm="imaml", inner_steps=5, imaml_lambda=2.5,
+      cg_steps=5,
+      eval_inner_steps=(1, 5))
