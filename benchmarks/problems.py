@@ -5,7 +5,9 @@ Conv4, 1-shot, 5-way (15 queries per class, meta-batch 32, inner rate 0.4)
 and 20-way (5 queries per class, meta-batch 16, 5 steps at 0.1), as in the
 MAML paper. Omniglot uses the real images when $METAJAX_DATA_DIR holds them,
 else random images of the same shape (a meta-step's cost does not depend on
-pixel values); each row says which.
+pixel values); each row says which. Every row times the meta-step alone, as
+the PyTorch rows do: the post-adaptation loss and its gradient, without the
+pre-adaptation query metrics training logs (`pre_metrics=False`).
 """
 import dataclasses
 import os
@@ -41,7 +43,7 @@ def sine_config(quick: bool = False, **overrides) -> Config:
   config = Config(task="sine", algorithm="maml", model="mlp",
                   hidden_sizes=(40, 40), meta_batch_size=25, num_support=10,
                   num_query=10, inner_lr=0.01, outer_lr=1e-3,
-                  num_meta_steps=1000, log_every=10)
+                  num_meta_steps=1000, log_every=10, pre_metrics=False)
   if quick:
     config = dataclasses.replace(config, hidden_sizes=(8, 8),
                                  meta_batch_size=4, num_support=5, num_query=5)
@@ -56,7 +58,8 @@ def omniglot_config(ways: int, quick: bool = False, **overrides) -> Config:
                   meta_batch_size=32 if ways == 5 else 16,
                   inner_steps=1 if ways == 5 else 5,
                   inner_lr=0.4 if ways == 5 else 0.1, outer_lr=1e-3,
-                  num_meta_steps=1000, log_every=10, eval_num_query=15)
+                  num_meta_steps=1000, log_every=10, eval_num_query=15,
+                  pre_metrics=False)
   if quick:
     config = dataclasses.replace(config, num_ways=2, num_query=1,
                                  meta_batch_size=2)

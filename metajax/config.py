@@ -40,6 +40,7 @@ class Config:
   inner_optimizer: str = "sgd"       # sgd | adam
   first_order: bool = False
   remat: bool = False
+  pre_metrics: bool = True           # also log query metrics before adaptation (one more forward pass)
   # Outer loop.
   outer_optimizer: str = "adam"
   outer_lr: float = 1e-3

@@ -59,6 +59,7 @@ def adapt(
     first_order: bool = False,
     remat: bool = False,
     per_step_fn: Optional[Callable[[PyTree], Any]] = None,
+    unroll: int | bool = 1,
 ) -> AdaptResult:
   """Adapts `params` to one task with `num_steps` gradient steps.
 
@@ -79,6 +80,9 @@ def adapt(
     per_step_fn: optional `fn(params) -> pytree` evaluated after every step
       (for example the query loss, for MAML++'s multi-step loss); results are
       stacked along a leading `num_steps` axis in `AdaptResult.per_step`.
+    unroll: `jax.lax.scan`'s unroll factor (True: all steps). Unrolling a
+      short loop of small steps removes the loop's per-iteration overhead
+      (and its reverse loop's) at some compile time; results are the same.
 
   Returns:
     An `AdaptResult` with the adapted params and the per-step support losses.
@@ -101,5 +105,5 @@ def adapt(
     step = jax.checkpoint(step)
   init = (params, optimizer.init(params))
   (adapted, _), (losses, per_step) = jax.lax.scan(
-      step, init, xs=None, length=num_steps)
+      step, init, xs=None, length=num_steps, unroll=unroll)
   return AdaptResult(adapted, losses, per_step)

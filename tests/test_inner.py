@@ -61,6 +61,23 @@ def test_remat_gives_identical_meta_gradient():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("unroll", [2, True])
+def test_unrolled_scan_gives_the_same_adaptation_and_meta_gradient(unroll):
+  _, params, loss_fn, support = _problem()
+  def outer(p, unroll):
+    result = mj.adapt(p, loss_fn, support, 5, learning_rate=0.1,
+                      unroll=unroll)
+    return loss_fn(result.params, support), result.losses
+  (loss_rolled, losses_rolled), g_rolled = jax.value_and_grad(
+      outer, has_aux=True)(params, 1)
+  (loss_unrolled, losses_unrolled), g_unrolled = jax.value_and_grad(
+      outer, has_aux=True)(params, unroll)
+  np.testing.assert_allclose(loss_unrolled, loss_rolled, rtol=1e-5)
+  np.testing.assert_allclose(losses_unrolled, losses_rolled, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(g_rolled), jax.tree.leaves(g_unrolled)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def test_per_step_fn_is_stacked_after_each_step():
   _, params, loss_fn, support = _problem()
   result = mj.adapt(params, loss_fn, support, 3, learning_rate=0.1,
@@ -93,3 +110,23 @@ def test_bad_inner_settings_raise_naming_the_field(steps, rate, error):
   _, params, loss_fn, support = _problem()
   with pytest.raises(error, match="num_steps|learning_rate"):
     mj.adapt(params, loss_fn, support, steps, learning_rate=rate)
+
+
+def test_pre_metrics_off_drops_them_and_keeps_the_meta_gradient():
+  model, params, loss_fn, _ = _problem()
+  keys = jax.random.split(jax.random.key(4), 4)
+  shape = (3, 6, 1)
+  tasks = mj.TaskBatch(
+      (jax.random.normal(keys[0], shape), jax.random.normal(keys[1], shape)),
+      (jax.random.normal(keys[2], shape), jax.random.normal(keys[3], shape)))
+  grads, metrics = {}, {}
+  for pre in (True, False):
+    inner = mj.InnerLoop(loss_fn=loss_fn, num_steps=2, learning_rate=0.1,
+                         pre_metrics=pre)
+    (_, metrics[pre]), grads[pre] = jax.value_and_grad(
+        mj.meta_objective, has_aux=True)(params, tasks, inner)
+  assert "pre_loss" in metrics[True] and "pre_loss" not in metrics[False]
+  np.testing.assert_array_equal(metrics[True]["post_loss"],
+                                metrics[False]["post_loss"])
+  for a, b in zip(jax.tree.leaves(grads[True]), jax.tree.leaves(grads[False])):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -17,6 +17,6 @@ def inner_loop(config: Config, problem, **overrides) -> InnerLoop:
       loss_fn=problem.loss_fn, num_steps=config.inner_steps,
       learning_rate=config.inner_lr, optimizer=inner_optimizer(config),
       first_order=config.first_order, remat=config.remat,
-      metric_fn=problem.metric_fn)
+      metric_fn=problem.metric_fn, pre_metrics=config.pre_metrics)
   settings.update(overrides)
   return InnerLoop(**settings)

@@ -96,8 +96,9 @@ def implicit_task_grad(theta, task, inner: InnerLoop, lam: float,
     return jax.tree.map(lambda v_, hv_: v_ + hv_ / lam, v, hv)
 
   grads = conjugate_gradient(matvec, query_grad, cg_steps)
-  metrics = {**query_metrics(inner, theta, task.query, "pre_"),
-             **query_metrics(inner, phi, task.query, "post_"),
+  pre = (query_metrics(inner, theta, task.query, "pre_")
+         if inner.pre_metrics else {})
+  metrics = {**pre, **query_metrics(inner, phi, task.query, "post_"),
              "support_loss_start": result.losses[0],
              "support_loss_end": inner.loss_fn(phi, task.support),
              "proximal_distance": optax.tree.norm(

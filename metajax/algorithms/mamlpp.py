@@ -67,8 +67,8 @@ def mamlpp_task_loss(meta_params, task, inner: InnerLoop, weights_S,
       inner_optimizer=learned_rate_sgd(meta_params["log_lr"], per_step=True),
       per_step_fn=lambda p: inner.loss_fn(p, task.query))
   query_losses_S = result.per_step
-  pre = query_metrics(inner, jax.lax.stop_gradient(meta_params["params"]),
-                      task.query, "pre_")
+  pre = (query_metrics(inner, jax.lax.stop_gradient(meta_params["params"]),
+                       task.query, "pre_") if inner.pre_metrics else {})
   post = query_metrics(inner, jax.lax.stop_gradient(result.params), task.query,
                        "post_")
   metrics = {**pre, **post, "support_loss_start": result.losses[0]}
