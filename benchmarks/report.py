@@ -110,7 +110,8 @@ def plot_memory(memory: dict, path: str):
 
 
 def write_all(results: dict, out_dir: str) -> list:
-  """Writes results.json, results.md and memory.png; returns their paths."""
+  """Writes results.json, results.md and (when the run has a memory sweep)
+  memory.png; returns the paths written."""
   os.makedirs(out_dir, exist_ok=True)
   paths = [os.path.join(out_dir, n)
            for n in ("results.json", "results.md", "memory.png")]
@@ -118,5 +119,7 @@ def write_all(results: dict, out_dir: str) -> list:
     json.dump(results, f, indent=1)
   with open(paths[1], "w") as f:
     f.write(markdown(results))
+  if not results.get("memory"):
+    return paths[:2]
   plot_memory(results["memory"], paths[2])
   return paths

@@ -4,9 +4,10 @@
   python -m benchmarks.suite --problems sine --torch     # sine only, ~5 min
   python -m benchmarks.suite --quick                     # tiny sizes, ~1 min
 
-Writes `results.json`, `results.md` and `memory.png` into `--out` (default
-`benchmarks/results/<device>/`). Per row: median and quartiles of ms per
-meta-step (fused rows: per meta-step, not per call), tasks/s, lower and
+Writes `results.json`, `results.md` and `memory.png` (with a memory sweep)
+into `--out` (default `benchmarks/results/<device>/`). Per row: median and
+quartiles of ms per meta-step (fused rows: per meta-step, not per call),
+tasks/s, lower and
 compile seconds, XLA FLOPs per meta-step (loops unrolled, see
 `timing.flops_per_call`), achieved GFLOP/s and its fraction of a matmul peak
 measured in the same run. Timings on a shared machine are noisy: the JSON
@@ -190,7 +191,8 @@ def main(argv=None):
   results = run_suite(families, args.quick, args.torch, memory_families,
                       memory_steps=memory_steps or None,
                       checkpoint=lambda r: report.write_all(r, out))
-  print(f"wrote results.json, results.md and memory.png into {out}")
+  written = [os.path.basename(p) for p in report.write_all(results, out)]
+  print(f"wrote {', '.join(written)} into {out}")
   return results
 
 

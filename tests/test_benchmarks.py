@@ -76,6 +76,13 @@ def test_writes_json_markdown_and_plot(results, tmp_path):
   assert os.path.getsize(paths[2]) > 1000
 
 
+def test_a_run_without_memory_sweep_writes_no_plot(results, tmp_path):
+  no_memory = dict(results, memory={})
+  paths = report.write_all(no_memory, str(tmp_path))
+  assert [os.path.basename(p) for p in paths] == ["results.json", "results.md"]
+  assert not os.path.exists(tmp_path / "memory.png")
+
+
 def test_omniglot_rows_skip_cleanly_without_conv4(monkeypatch):
   monkeypatch.setattr(problems, "conv4_missing", lambda: "no Conv4 here")
   rows, skipped = suite.benchmark_family("omniglot5", True, 1.0,
