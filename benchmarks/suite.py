@@ -7,10 +7,9 @@
 Writes `results.json`, `results.md` and `memory.png` (with a memory sweep)
 into `--out` (default `benchmarks/results/<device>/`). Per row: median and
 quartiles of ms per meta-step (fused rows: per meta-step, not per call),
-tasks/s, lower and
-compile seconds, XLA FLOPs per meta-step (loops unrolled, see
-`timing.flops_per_call`), achieved GFLOP/s and its fraction of a matmul peak
-measured in the same run. Timings on a shared machine are noisy: the JSON
+tasks/s, lower and compile seconds, XLA FLOPs per meta-step (loops unrolled,
+see `timing.flops_per_call`), achieved GFLOP/s and its fraction of a matmul
+peak measured in the same run. Timings on a shared machine are noisy: the JSON
 keeps the load average seen before and after.
 """
 import argparse
