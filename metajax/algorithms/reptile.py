@@ -19,8 +19,8 @@ total displacement divided by epsilon, so the outer SGD step at `outer_lr`
 lands exactly on the sequentially interpolated weights. With meta-batch 1
 both versions coincide.
 
-Metrics: `pre_loss` is the query loss at theta, `post_loss` (= `meta_loss`)
-the loss on the task's data after adaptation.
+Metrics: `pre_loss` is the query loss at theta (under `pre_metrics`),
+`post_loss` (= `meta_loss`) the loss on the task's data after adaptation.
 """
 import jax
 import jax.numpy as jnp
@@ -47,8 +47,9 @@ def all_task_data(task):
 def _adapt_task(params, task, inner: InnerLoop):
   data = all_task_data(task)
   adapted = inner.run(params, data).params
-  metrics = {"pre_loss": inner.loss_fn(params, task.query),
-             "post_loss": inner.loss_fn(adapted, data)}
+  metrics = {"post_loss": inner.loss_fn(adapted, data)}
+  if inner.pre_metrics:
+    metrics["pre_loss"] = inner.loss_fn(params, task.query)
   return adapted, metrics
 
 
