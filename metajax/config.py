@@ -34,6 +34,7 @@ class Config:
   hidden_sizes: tuple = (40, 40)
   activation: str = "relu"
   init_stddev: float = 0.0           # >0: truncated-normal weights (MAML code: 0.01)
+  conv: str = "fast"                 # conv4: fast | im2col | reference (metajax/models/conv_ops.py)
   # Inner loop.
   inner_steps: int = 1
   inner_lr: float = 0.01
@@ -45,6 +46,7 @@ class Config:
   outer_optimizer: str = "adam"
   outer_lr: float = 1e-3
   num_meta_steps: int = 70_000
+  max_train_seconds: float = 0.0     # stop training after this much wall time (0: no limit); results say so
   steps_per_call: int = 1            # fuse this many meta-steps per jitted call
   # Logging and evaluation.
   log_every: int = 100
@@ -87,6 +89,7 @@ CHOICES = {
     "outer_schedule": ("constant", "cosine", "linear"),
     "model": ("mlp", "conv4", "conv4_strided"),
     "split": ("maml", "lake"),
+    "conv": ("fast", "im2col", "reference"),
     "activation": ("relu", "tanh", "gelu", "swish", "softplus", "sigmoid",
                    "identity"),
 }
@@ -187,6 +190,10 @@ def validate(config: Config) -> Config:
   if config.checkpoint_every < 0:
     raise ConfigError("config field 'checkpoint_every': expected an integer "
                       f">= 0, got {config.checkpoint_every!r}")
+  if not (math.isfinite(config.max_train_seconds)
+          and config.max_train_seconds >= 0):
+    raise ConfigError("config field 'max_train_seconds': expected a finite "
+                      f"number >= 0, got {config.max_train_seconds!r}")
   if config.eval_every < 0:
     raise ConfigError("config field 'eval_every': expected an integer >= 0, "
                       f"got {config.eval_every!r}")

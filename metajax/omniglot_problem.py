@@ -27,7 +27,7 @@ def _splits(data_dir: str, split: str):
 def build_model(config: Config):
   from metajax.models.conv4 import Conv4  # pylint: disable=g-import-not-at-top
   return Conv4(num_classes=config.num_ways,
-               strided=config.model == "conv4_strided")
+               strided=config.model == "conv4_strided", conv=config.conv)
 
 
 def build_omniglot(config: Config) -> Problem:

@@ -178,7 +178,10 @@ def train(config: Config, run_dir: str, experiment: str = "",
   With `config.checkpoint_every`, the full meta-state is checkpointed every
   that many steps (and at the end) under `run_dir/checkpoints`; `resume`
   continues from the newest valid checkpoint and gives the same parameters,
-  bit for bit, as an uninterrupted run.
+  bit for bit, as an uninterrupted run. With `config.max_train_seconds`,
+  training stops after the first call past that much wall time (compiling
+  included) and is evaluated as usual; `results.json` records
+  `meta_steps_done` and `stopped_by_time_limit`.
 
   Raises:
     ConfigError: before compiling, for a bad config.
@@ -212,7 +215,10 @@ def train(config: Config, run_dir: str, experiment: str = "",
         jax.block_until_ready(state)
         compile_seconds = time.perf_counter() - writer.start
       writer.flush()
-      if done % config.log_every == 0 or done == config.num_meta_steps:
+      out_of_time = bool(config.max_train_seconds) and (
+          time.perf_counter() - writer.start >= config.max_train_seconds)
+      if (done % config.log_every == 0 or done == config.num_meta_steps
+          or out_of_time):
         writer.pending = metrics
       bar.update(config.steps_per_call)
       if config.eval_every and done % config.eval_every == 0:
@@ -221,6 +227,8 @@ def train(config: Config, run_dir: str, experiment: str = "",
       if config.checkpoint_every and done % config.checkpoint_every == 0:
         writer.flush()  # the log reaches the checkpoint before it is written
         checkpointer.save(state)
+      if out_of_time:
+        break
     writer.flush()
   except NonFiniteError:
     run_io.save_params(os.path.join(run_dir, "params.msgpack"), state.params)
@@ -234,7 +242,8 @@ def train(config: Config, run_dir: str, experiment: str = "",
     checkpointer.save(state)
   checkpointer.close()
   run_io.save_params(os.path.join(run_dir, "params.msgpack"), state.params)
-  timed_steps = config.num_meta_steps - first_step - config.steps_per_call
+  steps_done = int(state.step)
+  timed_steps = steps_done - first_step - config.steps_per_call
   timed_seconds = seconds - (compile_seconds or 0.0)
   results = {
       "experiment": experiment, "device": str(jax.devices()[0].device_kind),
@@ -242,6 +251,8 @@ def train(config: Config, run_dir: str, experiment: str = "",
       "meta_steps_per_second": (timed_steps / timed_seconds
                                 if timed_steps > 0 and timed_seconds > 0
                                 else None),
+      "meta_steps_done": steps_done,
+      "stopped_by_time_limit": steps_done < config.num_meta_steps,
       "nonfinite_steps": int(state.nonfinite_count),
       "final_metrics": run_io.read_metrics(
           os.path.join(run_dir, "metrics.jsonl"))[-1],
@@ -282,6 +293,9 @@ def format_results(results: dict) -> str:
       cells = ", ".join(f"{step}: {v['mean']:.4g} ± {v['ci95']:.2g}"
                         for step, v in per_step.items())
       lines.append(f"{setting} {name}: {cells}".replace("  ", " "))
+  if results.get("stopped_by_time_limit"):
+    lines.append(f"stopped by max_train_seconds after "
+                 f"{results['meta_steps_done']} meta-steps")
   if results.get("meta_steps_per_second"):
     lines.append(f"{results['meta_steps_per_second']:.1f} meta-steps/s on "
                  f"{results['device']} (after compiling, "

@@ -15,6 +15,8 @@ from metajax.models.conv4 import Conv4, ConvBlock, batch_moments, max_pool_2x2
 # (input channels, filters): 9 * 1 <= 16 takes the batched-im2col kernels,
 # 9 * 3 > 4 the per-task XLA conv (lax.map) and shifted-matmul kernels.
 CHANNELS = [(1, 16), (3, 4)]
+# The formulations checked against lax.conv_general_dilated.
+FORMULATIONS = pytest.mark.parametrize('conv_name', ['fast', 'im2col'])
 
 
 def _arrays(key, *shapes):
@@ -31,20 +33,24 @@ def _loss(conv, x, w):
   return jnp.sum(jnp.tanh(conv(x, w)) ** 2)
 
 
+@FORMULATIONS
 @pytest.mark.parametrize('cin,cout', CHANNELS)
 @pytest.mark.parametrize('stride,size', [(1, 5), (2, 6), (2, 7)])
-def test_conv_values_and_first_derivatives(x64, cin, cout, stride, size):
+def test_conv_values_and_first_derivatives(x64, conv_name, cin, cout, stride,
+                                           size):
   x, w = _arrays(0, (2, size, size, cin), (3, 3, cin, cout))
   def values_and_grads(conv):
     conv = functools.partial(conv, stride=stride)
     return conv(x, w), jax.grad(functools.partial(_loss, conv), (0, 1))(x, w)
-  _close(jax.jit(values_and_grads, static_argnums=0)(conv_ops.conv3x3),
+  _close(jax.jit(values_and_grads, static_argnums=0)(
+      conv_ops.CONVS[conv_name]),
          values_and_grads(conv_ops.conv_reference))
 
 
+@FORMULATIONS
 @pytest.mark.parametrize('cin,cout', CHANNELS)
 @pytest.mark.parametrize('stride', [1, 2])
-def test_conv_second_derivatives(x64, cin, cout, stride):
+def test_conv_second_derivatives(x64, conv_name, cin, cout, stride):
   x, w, vx, vw = _arrays(1, (2, 5, 4, cin), (3, 3, cin, cout),
                          (2, 5, 4, cin), (3, 3, cin, cout))
 
@@ -57,15 +63,18 @@ def test_conv_second_derivatives(x64, cin, cout, stride):
         jnp.vdot(g, v) for g, v in zip(grad(x, w), (vx, vw))), (0, 1))(x, w)
     return forward_over_reverse, reverse_over_reverse
 
-  fast, ref = hvps(conv_ops.conv3x3), hvps(conv_ops.conv_reference)
+  fast = hvps(conv_ops.CONVS[conv_name])
+  ref = hvps(conv_ops.conv_reference)
   _close(fast, ref)
   _close(fast[0], ref[1])
 
 
+@FORMULATIONS
 @pytest.mark.parametrize('cin,cout', CHANNELS)
 @pytest.mark.parametrize('in_axes', [(0, 0), (0, None), (None, 0)])
 @pytest.mark.parametrize('stride', [1, 2])
-def test_conv_under_vmap_and_nested_vmap(x64, cin, cout, in_axes, stride):
+def test_conv_under_vmap_and_nested_vmap(x64, conv_name, cin, cout, in_axes,
+                                         stride):
   x, w = _arrays(2, (3, 2, 5, 4, cin), (3, 3, 3, cin, cout))
   args = tuple(a if ax == 0 else a[0] for a, ax in zip((x, w), in_axes))
 
@@ -77,13 +86,13 @@ def test_conv_under_vmap_and_nested_vmap(x64, cin, cout, in_axes, stride):
     second = jax.grad(lambda x, w: jnp.sum(grad(x, w)[1] ** 2), (0, 1))(x, w)
     return values, grad(x, w), second
 
-  _close(batched(conv_ops.conv3x3, *args),
+  _close(batched(conv_ops.CONVS[conv_name], *args),
          batched(conv_ops.conv_reference, *args))
   nested = tuple(jnp.stack([a, 0.5 * a]) for a in args)
   per_task = lambda conv: jax.jit(jax.vmap(jax.vmap(jax.grad(
       lambda x, w: _loss(functools.partial(conv, stride=stride), x, w),
       (0, 1)), in_axes)))
-  _close(per_task(conv_ops.conv3x3)(*nested),
+  _close(per_task(conv_ops.CONVS[conv_name])(*nested),
          per_task(conv_ops.conv_reference)(*nested))
 
 
@@ -196,10 +205,12 @@ def test_fast_model_equals_reference_model(x64, strided, pool_first):
   kw = dict(num_classes=3, width=8, num_blocks=3, strided=strided)
   params = _f64(Conv4(**kw).init(jax.random.PRNGKey(0), x))
   models = [Conv4(pool_before_norm=pool_first, **kw),
-            Conv4(conv='reference', **kw)]
+            Conv4(conv='im2col', **kw), Conv4(conv='reference', **kw)]
   value_and_grad = lambda m: jax.jit(jax.value_and_grad(
       lambda p: jnp.sum(jnp.sin(m.apply(p, x)))))(params)
-  _close(*[value_and_grad(m) for m in models])
+  fast, im2col, ref = [value_and_grad(m) for m in models]
+  _close(fast, ref)
+  _close(im2col, ref)
 
 
 def test_pool_before_norm_rejects_non_monotone_activations():

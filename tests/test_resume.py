@@ -15,7 +15,9 @@ import pytest
 
 import metajax as mj
 from conftest import REPO_ROOT
+from metajax import train
 from metajax.checkpoint import Checkpointer, CorruptCheckpointError
+from metajax.config import Config
 
 RUN_ARGS = ["sine", "--hidden_sizes=8", "--meta_batch_size=4", "--num_support=5",
             "--num_query=5", "--num_meta_steps=1500", "--steps_per_call=10",
@@ -122,3 +124,19 @@ def test_corrupted_checkpoint_is_reported_and_not_loaded(tmp_path):
   with pytest.raises(CorruptCheckpointError, match=str(tmp_path)):
     with pytest.warns(UserWarning):
       Checkpointer(str(tmp_path)).restore(_state(), step=2)
+
+
+def test_time_limit_stops_training_and_still_saves_and_evaluates(tmp_path):
+  config = Config(hidden_sizes=(8,), meta_batch_size=4, num_support=5,
+                  num_query=5, num_meta_steps=10**7, steps_per_call=10,
+                  log_every=100, max_train_seconds=1.0, eval_num_tasks=10,
+                  eval_num_query=5, eval_shots=(5,), eval_inner_steps=(1,))
+  run_dir = tmp_path / "run"
+  results = train.train(config, str(run_dir), progress=False)
+  assert results["stopped_by_time_limit"]
+  steps = results["meta_steps_done"]
+  assert 10 <= steps < config.num_meta_steps and steps % 10 == 0
+  assert results["final_metrics"]["step"] == steps
+  assert _steps_checkpointed(str(run_dir)) == [str(steps)]
+  assert (run_dir / "params.msgpack").exists()
+  assert np.isfinite(results["evaluation"]["K=5"]["step_1"]["mean"])

@@ -46,7 +46,21 @@ def conv3x3(x_NxHxWxC, w_3x3xCxD, stride=1):
   return conv_p.bind(x_NxHxWxC[None], w_3x3xCxD[None], stride=stride)[0]
 
 
-CONVS = {'fast': conv3x3, 'reference': conv_reference}
+def conv_im2col(x_NxHxWxC, w_3x3xCxD, stride=1):
+  """Equals `conv_reference`: the 9 strided taps stacked, times the kernel.
+
+  Plain autodiff of slices and one matmul. Under vmap over tasks it becomes
+  one batched matmul per conv (and per gradient), which suits GPUs' batched
+  GEMMs; on CPU `conv3x3` is faster (benchmarks/NOTES_conv.md).
+  """
+  out_hw = _out_hw((None,) + x_NxHxWxC.shape, stride)
+  cols = jnp.stack(_taps(x_NxHxWxC, stride, out_hw), -2)
+  cols = cols.reshape(cols.shape[:3] + (-1,))
+  return jnp.einsum('nhwk,kd->nhwd', cols,
+                    w_3x3xCxD.reshape(-1, w_3x3xCxD.shape[-1]))
+
+
+CONVS = {'fast': conv3x3, 'reference': conv_reference, 'im2col': conv_im2col}
 
 
 def get_conv(name_or_fn):
