@@ -66,8 +66,11 @@ def omniglot_config(ways: int, quick: bool = False, **overrides) -> Config:
   return dataclasses.replace(config, **overrides)
 
 
-def cases(family: str, quick: bool = False) -> list:
-  """The rows of `family`: inner steps x order, plus fused rows for sine."""
+def cases(family: str, quick: bool = False, conv: str = "fast") -> list:
+  """The rows of `family`: inner steps x order, plus fused rows for sine.
+
+  `conv` is the Omniglot rows' Conv4 formulation (`Config.conv`).
+  """
   if family == "sine":
     if quick:
       return [Case("sine 2-step 2nd fused x2", family, sine_config(
@@ -83,12 +86,13 @@ def cases(family: str, quick: bool = False) -> list:
     return rows
   ways = {"omniglot5": 5, "omniglot20": 20}[family]
   if quick:
-    config = omniglot_config(ways, True)
+    config = omniglot_config(ways, True, conv=conv)
     return [Case(f"omniglot {ways}-way (2-way quick) {config.inner_steps}-step "
                  "2nd", family, config)]
   steps_list = (1, 5) if ways == 5 else (5,)
   return [Case(f"omniglot {ways}-way 1-shot {steps}-step {_order(fo)}", family,
-               omniglot_config(ways, inner_steps=steps, first_order=fo))
+               omniglot_config(ways, inner_steps=steps, first_order=fo,
+                               conv=conv))
           for steps in steps_list for fo in (False, True)]
 
 

@@ -57,6 +57,7 @@ def markdown(results: dict) -> str:
         f"| {_cell(flops and flops / 1e6, '.2f')} "
         f"| {_cell(row.get('gflops_per_second'), '.2f')} "
         f"| {_cell(fraction and 100 * fraction, '.3g')} |")
+  lines += speedup_lines(results["rows"])
   for family, variants in results["memory"].items():
     lines += ["", f"## Memory of one meta-step, {family} (MiB: temp + "
               "argument + output of the compiled step; in brackets the "
@@ -81,6 +82,28 @@ def markdown(results: dict) -> str:
   if results["skipped"]:
     lines += ["", "## Skipped", ""] + [f"- {s}" for s in results["skipped"]]
   return "\n".join(lines) + "\n"
+
+
+def speedup_lines(rows) -> list:
+  """A table of PyTorch ms / metajax ms per metajax row (fused rows against
+  their unfused PyTorch twin); empty without PyTorch rows."""
+  torch_ms = {(r["framework"], r["name"]): r["ms_per_step"]["median_ms"]
+              for r in rows if r["framework"] != "metajax"}
+  if not torch_ms:
+    return []
+  frameworks = sorted({framework for framework, _ in torch_ms})
+  lines = ["", "## PyTorch ms / metajax ms, same run (above 1: metajax "
+           "faster)", "", "| metajax row | metajax ms | "
+           + " | ".join(frameworks) + " |",
+           "|---|---|" + "---|" * len(frameworks)]
+  for row in rows:
+    if row["framework"] != "metajax":
+      continue
+    ms, base = row["ms_per_step"]["median_ms"], row["name"].split(" fused")[0]
+    cells = [_cell(torch_ms.get((f, base)) and torch_ms[(f, base)] / ms, ".2f")
+             for f in frameworks]
+    lines.append(f"| {row['name']} | {ms:.3f} | " + " | ".join(cells) + " |")
+  return lines
 
 
 def plot_memory(memory: dict, path: str):

@@ -3,6 +3,8 @@
   python -m benchmarks.suite --torch --memory sine,omniglot5  # all (CPU: ~1 h)
   python -m benchmarks.suite --problems sine --torch     # sine only, ~5 min
   python -m benchmarks.suite --quick                     # tiny sizes, ~1 min
+  python -m benchmarks.suite --flops-only --out DIR      # FLOP counts alone
+  python -m benchmarks.suite --flops-from DIR/flops.json # reuse those counts
 
 Writes `results.json`, `results.md` and `memory.png` (with a memory sweep)
 into `--out` (default `benchmarks/results/<device>/`). Per row: median and
@@ -11,6 +13,11 @@ tasks/s, lower and compile seconds, XLA FLOPs per meta-step (loops unrolled,
 see `timing.flops_per_call`), achieved GFLOP/s and its fraction of a matmul
 peak measured in the same run. Timings on a shared machine are noisy: the JSON
 keeps the load average seen before and after.
+
+GPU backends give FLOPs for compiled modules only, and compiling a fully
+unrolled Omniglot step takes minutes there: count the FLOPs once on CPU
+(`--flops-only`, lowering only, seconds) and hand them to the GPU run with
+`--flops-from`; rows then say where their count came from.
 """
 import argparse
 import dataclasses
@@ -62,26 +69,67 @@ def benchmark_run(name: str, run, data: str, peak_gflops: float,
 
 
 def benchmark_family(family: str, quick: bool, peak_gflops: float,
-                     log=print) -> tuple:
-  """`(rows, skipped)` for the cases of `family`."""
+                     log=print, conv: str = "fast",
+                     known_flops=None, on_row=None) -> tuple:
+  """`(rows, skipped)` for the cases of `family`; `on_row(row)` after each.
+
+  `known_flops` maps a row name to `{"flops", "flops_method"}` per meta-step
+  (see `read_flops`); other rows count their own.
+  """
   if family != "sine":
     missing = problems.conv4_missing()
     if missing:
       return [], [f"{family}: skipped, {missing}"]
   rows, flops_by_config = [], {}
-  for case in problems.cases(family, quick):
+  for case in problems.cases(family, quick, conv):
     run, data = problems.build(case.config, quick)
     spc = case.config.steps_per_call
-    unfused = flops_by_config.get(
+    per_step = (known_flops or {}).get(case.name) or flops_by_config.get(
         dataclasses.replace(case.config, steps_per_call=1))
-    flops = unfused and dict(unfused, flops=unfused["flops"] * spc)
+    flops = per_step and dict(per_step, flops=per_step["flops"] * spc)
     row = benchmark_run(case.name, run, data, peak_gflops, quick, flops)
+    row["conv"] = case.config.conv if case.config.task == "omniglot" else None
     if spc == 1:
       flops_by_config[case.config] = {
           "flops": row["flops_per_step"], "flops_method": row["flops_method"]}
     log(report.row_line(row))
     rows.append(row)
+    if on_row:
+      on_row(row)
   return rows, []
+
+
+def count_flops(families, quick: bool = False, conv: str = "fast",
+                log=print) -> dict:
+  """`{"device", "rows": [{"name", "flops_per_step", "flops_method"}]}`.
+
+  Lowers each row's unfused step with its loops unrolled (no compiling, no
+  timing); fused rows get their unfused twin's count per meta-step.
+  """
+  rows, by_config = [], {}
+  for family in families:
+    for case in problems.cases(family, quick, conv):
+      config = dataclasses.replace(case.config, steps_per_call=1)
+      if config not in by_config:
+        run, _ = problems.build(config, quick)
+        by_config[config] = timing.flops_per_call(
+            lambda: run.step_fn.lower(run.state))  # pylint: disable=cell-var-from-loop
+      flops = by_config[config]
+      rows.append({"name": case.name, "framework": "metajax",
+                   "flops_per_step": flops["flops"],
+                   "flops_method": flops["flops_method"]})
+      log(f"{case.name}: {flops['flops'] / 1e6:.2f} MFLOP per meta-step")
+  return {"device": timing.device_info(), "conv": conv, "rows": rows}
+
+
+def read_flops(path: str) -> dict:
+  """Row name -> per-step FLOPs of the metajax rows of a results JSON."""
+  with open(path) as f:
+    rows = json.load(f)["rows"]
+  return {r["name"]: {"flops": r["flops_per_step"],
+                      "flops_method": f"{r['flops_method']} (from {path})"}
+          for r in rows
+          if r.get("framework") == "metajax" and r.get("flops_per_step")}
 
 
 def run_torch(families, quick: bool, log=print) -> dict:
@@ -112,11 +160,13 @@ def run_torch(families, quick: bool, log=print) -> dict:
 
 def run_suite(families=("sine",), quick: bool = False, with_torch: bool = False,
               memory_families=("sine",), log=print, memory_steps=None,
-              memory_variants=None, checkpoint=None) -> dict:
+              memory_variants=None, checkpoint=None, conv: str = "fast",
+              known_flops=None) -> dict:
   """Runs the benchmarks and returns the results dict (see module doc).
 
-  `checkpoint(results)`, if given, is called after every part, so that a run
-  cut short still leaves what it measured.
+  `checkpoint(results)`, if given, is called after every row and part, so
+  that a run cut short still leaves what it measured. The PyTorch rows of a
+  family follow its metajax rows.
   """
   started = time.time()
   info = timing.device_info()
@@ -135,17 +185,20 @@ def run_suite(families=("sine",), quick: bool = False, with_torch: bool = False,
     if checkpoint:
       checkpoint(results)
 
+  def add_row(row):
+    results["rows"].append(row)
+    save()
+
   for family in families:
-    family_rows, family_skipped = benchmark_family(
-        family, quick, peak["median_gflops"], log)
-    results["rows"] += family_rows
+    _, family_skipped = benchmark_family(
+        family, quick, peak["median_gflops"], log, conv, known_flops, add_row)
     results["skipped"] += family_skipped
     save()
-  if with_torch:
-    torch_results = run_torch(families, quick, log)
-    results["rows"] += torch_results["rows"]
-    results["skipped"] += torch_results["skipped"]
-    save()
+    if with_torch and not family_skipped:
+      torch_results = run_torch([family], quick, log)
+      results["rows"] += torch_results["rows"]
+      results["skipped"] += torch_results["skipped"]
+      save()
   steps = memory_steps or (memory.QUICK_STEPS if quick else memory.STEPS)
   for family in memory_families:
     missing = problems.conv4_missing() if family != "sine" else None
@@ -178,6 +231,14 @@ def main(argv=None):
   parser.add_argument("--no-memory", action="store_true")
   parser.add_argument("--memory-steps", default="",
                       help="inner-step counts of the memory sweep, e.g. 1,5,25")
+  parser.add_argument("--conv", default="fast",
+                      choices=("fast", "im2col", "reference"),
+                      help="Conv4 formulation of the Omniglot rows")
+  parser.add_argument("--flops-only", action="store_true",
+                      help="only count FLOPs; writes flops.json into --out")
+  parser.add_argument("--flops-from", default="",
+                      help="a results or flops JSON whose metajax rows give "
+                           "the FLOPs of rows of the same name")
   args = parser.parse_args(argv)
   families = [f for f in args.problems.split(",") if f]
   memory_families = [] if args.no_memory else [
@@ -187,9 +248,19 @@ def main(argv=None):
       parser.error(f"unknown problem {family!r}; expected {problems.FAMILIES}")
   memory_steps = [int(s) for s in args.memory_steps.split(",") if s]
   out = args.out or os.path.join(PACKAGE_DIR, "results", timing.device_slug())
+  if args.flops_only:
+    counts = count_flops(families, args.quick, args.conv)
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "flops.json")
+    with open(path, "w") as f:
+      json.dump(counts, f, indent=1)
+    print(f"wrote {path}")
+    return counts
+  known_flops = read_flops(args.flops_from) if args.flops_from else None
   results = run_suite(families, args.quick, args.torch, memory_families,
                       memory_steps=memory_steps or None,
-                      checkpoint=lambda r: report.write_all(r, out))
+                      checkpoint=lambda r: report.write_all(r, out),
+                      conv=args.conv, known_flops=known_flops)
   written = [os.path.basename(p) for p in report.write_all(results, out)]
   print(f"wrote {', '.join(written)} into {out}")
   return results

@@ -8,7 +8,10 @@ outer Adam step):
   "torch.func": `functional_call` + `grad` inside a `vmap` over tasks.
 Problems: the sine MLP and Omniglot's Conv4 (3x3 conv 64 without bias, batch norm with
 batch statistics, ReLU, 2x2 max-pool, four times, then a linear head) on
-random images. Install with `pip install -e .[torch]` (CPU wheel).
+random images. Install with `pip install -e .[torch]` (CPU wheel). On a
+CUDA machine the rows run on the GPU (`--device`), with TF32 matmuls and
+convolutions allowed, matching JAX's default f32 precision there, and a
+`torch.cuda.synchronize()` closing every timed step.
 
 The suite runs this module in its own process (`python -m
 benchmarks.torch_maml --problems sine`, JSON on the last line): in the JAX
@@ -47,9 +50,13 @@ def conv4_model(ways):
 def sample_sine(config, generator):
   """`(xs, ys, xq, yq)` with a leading task axis, MAML's sine family."""
   t, k, q = config.meta_batch_size, config.num_support, config.num_query
-  amp = torch.empty(t, 1, 1).uniform_(0.1, 5.0, generator=generator)
-  phase = torch.empty(t, 1, 1).uniform_(0.0, np.pi, generator=generator)
-  x = torch.empty(t, k + q, 1).uniform_(-5.0, 5.0, generator=generator)
+  device = generator.device
+  amp = torch.empty(t, 1, 1, device=device).uniform_(0.1, 5.0,
+                                                     generator=generator)
+  phase = torch.empty(t, 1, 1, device=device).uniform_(0.0, np.pi,
+                                                       generator=generator)
+  x = torch.empty(t, k + q, 1, device=device).uniform_(-5.0, 5.0,
+                                                       generator=generator)
   y = amp * torch.sin(x - phase)
   return x[:, :k], y[:, :k], x[:, k:], y[:, k:]
 
@@ -58,17 +65,20 @@ def sample_images(config, generator):
   """Random binary images and class-major labels, Omniglot's shapes."""
   t, n = config.meta_batch_size, config.num_ways
   k, q = config.num_support, config.num_query
-  xs = (torch.rand(t, n * k, 1, 28, 28, generator=generator) < 0.2).float()
-  xq = (torch.rand(t, n * q, 1, 28, 28, generator=generator) < 0.2).float()
-  ys = torch.arange(n).repeat_interleave(k).expand(t, -1)
-  yq = torch.arange(n).repeat_interleave(q).expand(t, -1)
+  device = generator.device
+  xs = (torch.rand(t, n * k, 1, 28, 28, generator=generator,
+                   device=device) < 0.2).float()
+  xq = (torch.rand(t, n * q, 1, 28, 28, generator=generator,
+                   device=device) < 0.2).float()
+  ys = torch.arange(n, device=device).repeat_interleave(k).expand(t, -1)
+  yq = torch.arange(n, device=device).repeat_interleave(q).expand(t, -1)
   return xs, ys, xq, yq
 
 
 class TorchMaml:
   """One MAML meta-step in either formulation."""
 
-  def __init__(self, config, formulation):
+  def __init__(self, config, formulation, device="cpu"):
     torch.manual_seed(config.seed)
     self.config, self.formulation = config, formulation
     if config.task == "sine":
@@ -79,10 +89,11 @@ class TorchMaml:
       self.model = conv4_model(config.num_ways)
       self.loss = nn.functional.cross_entropy
       self.sample = sample_images
+    self.model.to(device)
     self.params = {n: p for n, p in self.model.named_parameters()}
     self.optimizer = torch.optim.Adam(self.model.parameters(),
                                       lr=config.outer_lr)
-    self.generator = torch.Generator().manual_seed(config.seed)
+    self.generator = torch.Generator(device=device).manual_seed(config.seed)
 
   def adapt(self, params, x, y):
     """`inner_steps` SGD steps on one task's support set."""
@@ -125,6 +136,8 @@ class TorchMaml:
             else self.func_loss(tasks))
     loss.backward()
     self.optimizer.step()
+    if self.generator.device.type == "cuda":
+      torch.cuda.synchronize()
     return loss.detach()
 
 
@@ -147,8 +160,16 @@ def time_steps(maml, warmup, samples, max_seconds):
 ROW = "ROW "  # prefix of the JSON line printed for each row by `main`
 
 
-def benchmark(families, quick=False, log=print, on_row=None):
+def default_device() -> str:
+  return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def benchmark(families, quick=False, log=print, on_row=None, device=None):
   """`(rows, skipped)`: both formulations on each family's cases."""
+  device = device or default_device()
+  if device.startswith("cuda"):
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
   rows, skipped = [], []
   for family in families:
     seen = set()
@@ -160,7 +181,7 @@ def benchmark(families, quick=False, log=print, on_row=None):
         continue
       seen.add(name)
       for formulation in ("torch loop", "torch.func"):
-        maml = TorchMaml(config, formulation)
+        maml = TorchMaml(config, formulation, device)
         try:
           summary = time_steps(maml, 1 if quick else 5, 3 if quick else 30,
                                2.0 if quick else 30.0)
@@ -178,7 +199,7 @@ def benchmark(families, quick=False, log=print, on_row=None):
                "steps_per_call": 1, "ms_per_step": summary,
                "tasks_per_second": config.meta_batch_size
                                    / (summary["median_ms"] / 1e3),
-               "torch": torch.__version__,
+               "torch": torch.__version__, "device": device,
                "torch_threads": torch.get_num_threads()}
         log(report.row_line(row))
         rows.append(row)
@@ -191,8 +212,11 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--problems", default="sine")
   parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--device", default="",
+                      help="cpu or cuda (default: cuda when available)")
   args = parser.parse_args(argv)
   rows, skipped = benchmark(args.problems.split(","), args.quick,
+                            device=args.device or None,
                             log=lambda line: print(line, flush=True),
                             on_row=lambda row: print(ROW + json.dumps(row),
                                                      flush=True))

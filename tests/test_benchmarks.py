@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from benchmarks import memory, problems, report, suite, timing
+from benchmarks import memory, pick_conv, problems, report, suite, timing
 
 
 def _positive_finite(value):
@@ -88,3 +88,43 @@ def test_omniglot_rows_skip_cleanly_without_conv4(monkeypatch):
   rows, skipped = suite.benchmark_family("omniglot5", True, 1.0,
                                          log=lambda _: None)
   assert rows == [] and "no Conv4 here" in skipped[0]
+
+
+def test_flops_counted_once_are_reused_by_a_later_run(tmp_path):
+  counts = suite.main(["--quick", "--problems", "sine", "--flops-only",
+                       "--out", str(tmp_path)])
+  (row,) = counts["rows"]
+  assert _positive_finite(row["flops_per_step"])
+  path = str(tmp_path / "flops.json")
+  results = suite.main(["--quick", "--problems", "sine", "--no-memory",
+                        "--flops-from", path, "--out", str(tmp_path / "run")])
+  (timed,) = results["rows"]
+  assert timed["flops_per_step"] == row["flops_per_step"]
+  assert timed["flops_method"].endswith(f"(from {path})")
+
+
+def test_speedup_table_divides_pytorch_by_metajax_time():
+  def row(framework, name, ms):
+    return {"framework": framework, "name": name, "ms_per_step": {
+        "median_ms": ms}}
+  lines = report.speedup_lines([
+      row("metajax", "sine 1-step 2nd", 0.5),
+      row("metajax", "sine 1-step 2nd fused x10", 0.25),
+      row("metajax", "omniglot 5-way 1-shot 1-step 2nd", 100.0),
+      row("torch loop", "sine 1-step 2nd", 10.0),
+      row("torch.func", "sine 1-step 2nd", 2.0)])
+  assert lines[5:] == [
+      "| sine 1-step 2nd | 0.500 | 20.00 | 4.00 |",
+      "| sine 1-step 2nd fused x10 | 0.250 | 40.00 | 8.00 |",
+      "| omniglot 5-way 1-shot 1-step 2nd | 100.000 | - | - |"]
+  assert report.speedup_lines([row("metajax", "sine 1-step 2nd", 0.5)]) == []
+
+
+def test_pick_conv_times_each_formulation_and_names_the_fastest():
+  result = pick_conv.pick(problems.omniglot_config(5, quick=True),
+                          ["fast", "im2col"], quick=True, log=lambda _: None)
+  timings = result["timings"]
+  assert set(timings) == {"fast", "im2col"}
+  assert all(_positive_finite(t["median_ms"]) for t in timings.values())
+  assert timings[result["best"]]["median_ms"] == min(
+      t["median_ms"] for t in timings.values())
