@@ -60,3 +60,24 @@ def test_impossible_tasks_fail_before_training(changes, field):
                                data_dir=DATA_DIR, **changes)
   with pytest.raises(ConfigError, match=field):
     train.build_run(config)
+
+
+@needs_data
+def test_saved_gpu_model_reproduces_its_reported_accuracy(tmp_path):
+  """The README's H200 5-way 1-shot model, re-evaluated here on fewer tasks."""
+  import json, os, shutil  # pylint: disable=g-import-not-at-top,multiple-imports
+  from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top
+  from metajax.config import config_from_dict  # pylint: disable=g-import-not-at-top
+  saved = os.path.join(REPO_ROOT, "experiments", "results", "nvidia-h200",
+                       "omniglot_5way1shot")
+  run_dir = shutil.copytree(saved, tmp_path / "run")
+  with open(os.path.join(saved, "config.json")) as f:
+    values = {k: v for k, v in json.load(f).items() if k != "experiment"}
+  config = dataclasses.replace(config_from_dict(values), data_dir=DATA_DIR,
+                               eval_num_tasks=100)
+  accuracy = train.evaluate_saved(config, str(run_dir))["evaluation"][
+      "5-way 1-shot test"]["accuracy"]["step_3"]["mean"]
+  with open(os.path.join(saved, "results.json")) as f:
+    reported = json.load(f)["evaluation"]["5-way 1-shot test"]["accuracy"]
+  assert reported["step_3"]["mean"] > 0.975
+  assert accuracy > 0.96  # 100 tasks instead of 600: a wider interval
