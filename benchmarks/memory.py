@@ -38,7 +38,8 @@ def available_variants() -> list:
 def base_config(family: str, quick: bool):
   if family == "sine":
     return problems.sine_config(quick)
-  return problems.omniglot_config(5 if family == "omniglot5" else 20, quick)
+  ways, model = problems.OMNIGLOT[family]
+  return problems.omniglot_config(ways, quick, model=model)
 
 
 def device_peak_bytes():

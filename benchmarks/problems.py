@@ -3,7 +3,8 @@
 Sine: MAML's regression (MLP 1-40-40-1, meta-batch 25, K=10). Omniglot:
 Conv4, 1-shot, 5-way (15 queries per class, meta-batch 32, inner rate 0.4)
 and 20-way (5 queries per class, meta-batch 16, 5 steps at 0.1), as in the
-MAML paper. Omniglot uses the real images when $METAJAX_DATA_DIR holds them,
+MAML paper; "omniglot5s" is the 5-way problem on Finn's strided Conv4 (the
+network the MAML paper trained on Omniglot). Omniglot uses the real images when $METAJAX_DATA_DIR holds them,
 else random images of the same shape (a meta-step's cost does not depend on
 pixel values); each row says which. Every row times the meta-step alone, as
 the PyTorch rows do: the post-adaptation loss and its gradient, without the
@@ -21,7 +22,10 @@ from metajax import algorithms, losses, train
 from metajax.config import Config
 from metajax.meta_step import init_meta_state, make_meta_step
 
-FAMILIES = ("sine", "omniglot5", "omniglot20")
+FAMILIES = ("sine", "omniglot5", "omniglot20", "omniglot5s")
+# Omniglot families: (ways, Conv4 model); "omniglot5s" is Finn's strided net.
+OMNIGLOT = {"omniglot5": (5, "conv4"), "omniglot20": (20, "conv4"),
+            "omniglot5s": (5, "conv4_strided")}
 RANDOM_CHARACTERS = 1100  # the MAML split's train characters
 NUM_DRAWERS = 20
 
@@ -84,15 +88,17 @@ def cases(family: str, quick: bool = False, conv: str = "fast") -> list:
         rows.append(Case(f"{name} fused x10", family,
                          dataclasses.replace(config, steps_per_call=10)))
     return rows
-  ways = {"omniglot5": 5, "omniglot20": 20}[family]
+  ways, model = OMNIGLOT[family]
+  strided = " strided" if model == "conv4_strided" else ""
   if quick:
-    config = omniglot_config(ways, True, conv=conv)
-    return [Case(f"omniglot {ways}-way (2-way quick) {config.inner_steps}-step "
-                 "2nd", family, config)]
-  steps_list = (1, 5) if ways == 5 else (5,)
-  return [Case(f"omniglot {ways}-way 1-shot {steps}-step {_order(fo)}", family,
+    config = omniglot_config(ways, True, conv=conv, model=model)
+    return [Case(f"omniglot {ways}-way{strided} (2-way quick) "
+                 f"{config.inner_steps}-step 2nd", family, config)]
+  steps_list = (5,) if ways == 20 else (1,) if strided else (1, 5)
+  return [Case(f"omniglot {ways}-way 1-shot{strided} {steps}-step "
+               f"{_order(fo)}", family,
                omniglot_config(ways, inner_steps=steps, first_order=fo,
-                               conv=conv))
+                               conv=conv, model=model))
           for steps in steps_list for fo in (False, True)]
 
 

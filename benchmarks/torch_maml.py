@@ -38,13 +38,25 @@ def sine_model(hidden=(40, 40)):
   return nn.Sequential(*layers, nn.Linear(width, 1))
 
 
-def conv4_model(ways):
+class SpatialMean(nn.Module):
+  def forward(self, x):
+    return x.mean(dim=(2, 3))
+
+
+def conv4_model(ways, strided=False):
+  """MAML's Conv4; `strided`: Finn's Omniglot net (stride-2 convs, no
+  max-pool, spatial mean), with torch's symmetric padding (same sizes as
+  'SAME', 28-14-7-4-2)."""
   def block(cin):
+    if strided:
+      return [nn.Conv2d(cin, 64, 3, stride=2, padding=1, bias=False),
+              nn.BatchNorm2d(64, track_running_stats=False), nn.ReLU()]
     return [nn.Conv2d(cin, 64, 3, padding=1, bias=False),
             nn.BatchNorm2d(64, track_running_stats=False), nn.ReLU(),
             nn.MaxPool2d(2)]
+  head = [SpatialMean()] if strided else [nn.Flatten()]
   return nn.Sequential(*block(1), *block(64), *block(64), *block(64),
-                       nn.Flatten(), nn.Linear(64, ways))
+                       *head, nn.Linear(64, ways))
 
 
 def sample_sine(config, generator):
@@ -86,7 +98,8 @@ class TorchMaml:
       self.loss = nn.functional.mse_loss
       self.sample = sample_sine
     else:
-      self.model = conv4_model(config.num_ways)
+      self.model = conv4_model(config.num_ways,
+                               strided=config.model == "conv4_strided")
       self.loss = nn.functional.cross_entropy
       self.sample = sample_images
     self.model.to(device)

@@ -128,3 +128,14 @@ def test_pick_conv_times_each_formulation_and_names_the_fastest():
   assert all(_positive_finite(t["median_ms"]) for t in timings.values())
   assert timings[result["best"]]["median_ms"] == min(
       t["median_ms"] for t in timings.values())
+
+
+def test_strided_omniglot_family_times_the_strided_conv4():
+  rows, skipped = suite.benchmark_family("omniglot5s", True, 1.0,
+                                         log=lambda _: None, conv="im2col")
+  (row,) = rows
+  assert skipped == [] and "strided" in row["name"] and row["conv"] == "im2col"
+  (case,) = problems.cases("omniglot5s", quick=True)
+  assert case.config.model == "conv4_strided"
+  assert _positive_finite(row["ms_per_step"]["median_ms"])
+  assert _positive_finite(row["flops_per_step"])
