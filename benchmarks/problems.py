@@ -70,7 +70,7 @@ def omniglot_config(ways: int, quick: bool = False, **overrides) -> Config:
   return dataclasses.replace(config, **overrides)
 
 
-def cases(family: str, quick: bool = False, conv: str = "fast") -> list:
+def cases(family: str, quick: bool = False, conv: str = "auto") -> list:
   """The rows of `family`: inner steps x order, plus fused rows for sine.
 
   `conv` is the Omniglot rows' Conv4 formulation (`Config.conv`).

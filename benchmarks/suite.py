@@ -29,6 +29,7 @@ import sys
 import time
 
 from benchmarks import memory, problems, report, timing
+from metajax.models import conv_ops
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -69,7 +70,7 @@ def benchmark_run(name: str, run, data: str, peak_gflops: float,
 
 
 def benchmark_family(family: str, quick: bool, peak_gflops: float,
-                     log=print, conv: str = "fast",
+                     log=print, conv: str = "auto",
                      known_flops=None, on_row=None) -> tuple:
   """`(rows, skipped)` for the cases of `family`; `on_row(row)` after each.
 
@@ -88,7 +89,8 @@ def benchmark_family(family: str, quick: bool, peak_gflops: float,
         dataclasses.replace(case.config, steps_per_call=1))
     flops = per_step and dict(per_step, flops=per_step["flops"] * spc)
     row = benchmark_run(case.name, run, data, peak_gflops, quick, flops)
-    row["conv"] = case.config.conv if case.config.task == "omniglot" else None
+    row["conv"] = (conv_ops.resolve_name(case.config.conv)
+                   if case.config.task == "omniglot" else None)
     if spc == 1:
       flops_by_config[case.config] = {
           "flops": row["flops_per_step"], "flops_method": row["flops_method"]}
@@ -99,7 +101,7 @@ def benchmark_family(family: str, quick: bool, peak_gflops: float,
   return rows, []
 
 
-def count_flops(families, quick: bool = False, conv: str = "fast",
+def count_flops(families, quick: bool = False, conv: str = "auto",
                 log=print) -> dict:
   """`{"device", "rows": [{"name", "flops_per_step", "flops_method"}]}`.
 
@@ -160,7 +162,7 @@ def run_torch(families, quick: bool, log=print) -> dict:
 
 def run_suite(families=("sine",), quick: bool = False, with_torch: bool = False,
               memory_families=("sine",), log=print, memory_steps=None,
-              memory_variants=None, checkpoint=None, conv: str = "fast",
+              memory_variants=None, checkpoint=None, conv: str = "auto",
               known_flops=None) -> dict:
   """Runs the benchmarks and returns the results dict (see module doc).
 
@@ -231,9 +233,10 @@ def main(argv=None):
   parser.add_argument("--no-memory", action="store_true")
   parser.add_argument("--memory-steps", default="",
                       help="inner-step counts of the memory sweep, e.g. 1,5,25")
-  parser.add_argument("--conv", default="fast",
-                      choices=("fast", "im2col", "reference"),
-                      help="Conv4 formulation of the Omniglot rows")
+  parser.add_argument("--conv", default="auto",
+                      choices=("auto", "fast", "im2col", "reference"),
+                      help="Conv4 formulation of the Omniglot rows (auto: "
+                           "fast on CPU, im2col elsewhere)")
   parser.add_argument("--flops-only", action="store_true",
                       help="only count FLOPs; writes flops.json into --out")
   parser.add_argument("--flops-from", default="",

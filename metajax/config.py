@@ -34,7 +34,7 @@ class Config:
   hidden_sizes: tuple = (40, 40)
   activation: str = "relu"
   init_stddev: float = 0.0           # >0: truncated-normal weights (MAML code: 0.01)
-  conv: str = "fast"                 # conv4: fast | im2col | reference (metajax/models/conv_ops.py)
+  conv: str = "auto"                 # conv4: auto (fast on CPU, im2col elsewhere) | fast | im2col | reference
   # Inner loop.
   inner_steps: int = 1
   inner_lr: float = 0.01
@@ -89,7 +89,7 @@ CHOICES = {
     "outer_schedule": ("constant", "cosine", "linear"),
     "model": ("mlp", "conv4", "conv4_strided"),
     "split": ("maml", "lake"),
-    "conv": ("fast", "im2col", "reference"),
+    "conv": ("auto", "fast", "im2col", "reference"),
     "activation": ("relu", "tanh", "gelu", "swish", "softplus", "sigmoid",
                    "identity"),
 }

@@ -246,3 +246,13 @@ def test_maml_meta_gradient_matches_central_differences(x64):
       jax.tree.leaves(grads), jax.tree.leaves(direction)))
   assert np.isfinite(float(loss))
   np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
+
+
+def test_auto_conv_is_the_fast_primitive_on_cpu_and_im2col_elsewhere(
+    monkeypatch):
+  assert jax.default_backend() == 'cpu'
+  assert conv_ops.get_conv('auto') is conv_ops.conv3x3
+  assert Conv4(num_classes=2).conv == 'auto'
+  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
+  assert conv_ops.get_conv('auto') is conv_ops.conv_im2col
+  assert conv_ops.resolve_name('reference') == 'reference'

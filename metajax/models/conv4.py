@@ -14,9 +14,11 @@ params pytree is the model's only state:
   params = model.init(key, x_Bx28x28x1)
   logits_BxK = model.apply(params, x_Bx28x28x1)
 
-`x` is ONE task's batch; vmap `apply` over tasks. `conv='fast'` (default) uses
-`conv_ops.conv3x3`, which keeps per-task weight gradients under vmap on fast
-kernels; `conv='reference'` uses `lax.conv_general_dilated`; any function
+`x` is ONE task's batch; vmap `apply` over tasks. `conv='auto'` (default)
+uses `conv_ops.conv3x3` on CPU ('fast': custom primitives that keep per-task
+weight gradients under vmap on fast kernels) and `conv_ops.conv_im2col`
+elsewhere ('im2col': batched matmuls, the faster one on GPUs);
+`conv='reference'` uses `lax.conv_general_dilated`; any function
 `(x_NxHxWxC, w_3x3xCxD, stride) -> y` is accepted too.
 """
 from typing import Callable, Union
@@ -141,8 +143,9 @@ class Conv4(nn.Module):
     strided: Finn's Omniglot variant (stride-2 convs, no max-pool, spatial
       mean of the last features) instead of max-pooling and flattening.
     activation: elementwise nonlinearity.
-    conv: 'fast' (conv_ops.conv3x3), 'reference' (lax.conv_general_dilated),
-      or a function `(x_NxHxWxC, w_3x3xCxD, stride) -> y_NxH'xW'xD`.
+    conv: 'auto' (conv_ops.get_conv), 'fast' (conv_ops.conv3x3), 'im2col'
+      (conv_ops.conv_im2col), 'reference' (lax.conv_general_dilated), or a
+      function `(x_NxHxWxC, w_3x3xCxD, stride) -> y_NxH'xW'xD`.
     pool_before_norm: max-pool before batch norm and activation (the same
       function for the monotone activations in `MONOTONE`, 4x fewer values
       to normalise; no faster on XLA:CPU in the end, see NOTES_conv.md).
@@ -153,7 +156,7 @@ class Conv4(nn.Module):
   num_blocks: int = 4
   strided: bool = False
   activation: Callable = nn.relu
-  conv: Union[str, Callable] = 'fast'
+  conv: Union[str, Callable] = 'auto'
   pool_before_norm: bool = False
   epsilon: float = 1e-5
 

@@ -17,7 +17,10 @@ into T (or into N when the weights are shared). On CPU each is lowered to the
 fastest kernel measured for its shape (benchmarks/NOTES_conv.md): XLA's own
 convolution per task (lax.map; lhs-dilated for tconv_p) for wide inputs, one
 batched im2col matmul for inputs with few channels, and 9 shifted matmuls for
-the weight gradient. Elsewhere they lower to what vmap of the reference gives.
+the weight gradient. Elsewhere they lower to what vmap of the reference gives
+(grouped convolutions), which an H200 ran 1.6-11x slower than `conv_im2col`
+(plain slices and batched matmuls under vmap): `get_conv('auto')`, the Conv4
+default, picks `conv3x3` on CPU and `conv_im2col` on other backends.
 """
 import jax
 from jax import lax
@@ -64,8 +67,21 @@ CONVS = {'fast': conv3x3, 'reference': conv_reference, 'im2col': conv_im2col}
 
 
 def get_conv(name_or_fn):
-  """Resolves a conv implementation: a key of CONVS or a function itself."""
-  return CONVS[name_or_fn] if isinstance(name_or_fn, str) else name_or_fn
+  """Resolves a conv implementation: 'auto', a key of CONVS or a function.
+
+  'auto' is `conv3x3` on CPU and `conv_im2col` elsewhere, the faster of the
+  two measured on each (benchmarks/NOTES_conv.md).
+  """
+  if isinstance(name_or_fn, str):
+    return CONVS[resolve_name(name_or_fn)]
+  return name_or_fn
+
+
+def resolve_name(name):
+  """The CONVS key that `name` ('auto' or a key) stands for here."""
+  if name == 'auto':
+    return 'fast' if jax.default_backend() == 'cpu' else 'im2col'
+  return name
 
 
 # ------------------------------------------------------------ 'SAME' geometry
