@@ -17,7 +17,7 @@ import json
 import time
 
 from benchmarks import problems, timing
-from metajax import train
+from metajax import host_memory, train
 from metajax.config import override
 from metajax.main import load_experiment
 
@@ -82,4 +82,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+  host_memory.reexec_with_huge_pages()  # see metajax/host_memory.py
   main()

@@ -29,6 +29,7 @@ import sys
 import time
 
 from benchmarks import memory, problems, report, timing
+from metajax import host_memory
 from metajax.models import conv_ops
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -270,4 +271,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+  host_memory.reexec_with_huge_pages()  # see metajax/host_memory.py
   main()
