@@ -36,7 +36,8 @@ def markdown(results: dict) -> str:
       f"{info.get('load_average_after')}"
       + (" (quick sizes: not comparable)" if results["quick"] else "")
       + ("" if results.get("complete", True) else " (INCOMPLETE: cut short)"),
-      f"- XLA_FLAGS: `{info['xla_flags'] or '(unset)'}`",
+      f"- XLA_FLAGS: `{info['xla_flags'] or '(unset)'}`; GLIBC_TUNABLES: "
+      f"`{info.get('glibc_tunables') or '(unset)'}`",
       f"- matmul peak measured in this run: {peak['median_gflops']:.1f} "
       f"GFLOP/s ({peak['size']}^3 {peak['dtype']}, median)",
       "- ms per meta-step: median [25th-75th percentile]; fused rows run "

@@ -189,7 +189,8 @@ def device_info() -> dict:
           "platform": device.platform, "num_devices": jax.device_count(),
           "jax": jax.__version__, "python": platform.python_version(),
           "cpu_count": os.cpu_count(), "machine": platform.machine(),
-          "xla_flags": os.environ.get("XLA_FLAGS", "")}
+          "xla_flags": os.environ.get("XLA_FLAGS", ""),
+          "glibc_tunables": os.environ.get("GLIBC_TUNABLES", "")}
   try:
     info["load_average"] = [round(v, 2) for v in os.getloadavg()]
   except OSError:
