@@ -9,12 +9,14 @@ last, the fastest's name alone, so that a script can pass it on
 (`--conv=$(python -m benchmarks.pick_conv | tail -1)`). On CPU `fast` wins
 (benchmarks/NOTES_conv.md); elsewhere `fast` lowers to what vmap of
 `lax.conv_general_dilated` gives (grouped convolutions), and `im2col` to
-batched matmuls, so a GPU may prefer either.
+batched matmuls, which an H200 ran 1.6-11x faster (so `auto` picks it there).
 """
 import argparse
 import dataclasses
 import json
 import time
+
+import jax
 
 from benchmarks import problems, timing
 from metajax import host_memory, train
@@ -30,7 +32,7 @@ def time_config(config, quick: bool = False) -> dict:
     run, _ = problems.build(config, quick)
   start = time.perf_counter()
   state, _ = run.step_fn(run.state)
-  timing.jax.block_until_ready(state)
+  jax.block_until_ready(state)
   compile_seconds = time.perf_counter() - start
   summary, _ = timing.time_stateful(
       run.step_fn, state, warmup=1 if quick else 3, samples=3 if quick else 10,
