@@ -102,6 +102,14 @@ def cases(family: str, quick: bool = False, conv: str = "auto") -> list:
           for steps in steps_list for fo in (False, True)]
 
 
+def select(cases_, rows: str = "") -> list:
+  """The cases whose name contains one of the comma-separated `rows` (all
+  cases when `rows` is empty), e.g. `"20-way,5-way 1-shot 5-step 1st"`."""
+  patterns = [p.strip() for p in rows.split(",") if p.strip()]
+  return [c for c in cases_
+          if not patterns or any(p in c.name for p in patterns)]
+
+
 def conv4_missing() -> Optional[str]:
   """Why the Omniglot rows cannot run (None when `Conv4` imports)."""
   try:

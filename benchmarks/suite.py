@@ -72,8 +72,10 @@ def benchmark_run(name: str, run, data: str, peak_gflops: float,
 
 def benchmark_family(family: str, quick: bool, peak_gflops: float,
                      log=print, conv: str = "auto",
-                     known_flops=None, on_row=None) -> tuple:
+                     known_flops=None, on_row=None, rows: str = "") -> tuple:
   """`(rows, skipped)` for the cases of `family`; `on_row(row)` after each.
+
+  `rows` keeps only some cases (`problems.select`).
 
   `known_flops` maps a row name to `{"flops", "flops_method"}` per meta-step
   (see `read_flops`); other rows count their own.
@@ -82,8 +84,9 @@ def benchmark_family(family: str, quick: bool, peak_gflops: float,
     missing = problems.conv4_missing()
     if missing:
       return [], [f"{family}: skipped, {missing}"]
+  selected = problems.select(problems.cases(family, quick, conv), rows)
   rows, flops_by_config = [], {}
-  for case in problems.cases(family, quick, conv):
+  for case in selected:
     run, data = problems.build(case.config, quick)
     spc = case.config.steps_per_call
     per_step = (known_flops or {}).get(case.name) or flops_by_config.get(
@@ -135,13 +138,14 @@ def read_flops(path: str) -> dict:
           if r.get("framework") == "metajax" and r.get("flops_per_step")}
 
 
-def run_torch(families, quick: bool, log=print) -> dict:
+def run_torch(families, quick: bool, log=print, rows: str = "") -> dict:
   """The PyTorch rows, from `benchmarks.torch_maml` in a fresh process.
 
   Rows arrive one JSON line at a time, so a run stopped early keeps them.
   """
   command = [sys.executable, "-m", "benchmarks.torch_maml", "--problems",
-             ",".join(families)] + (["--quick"] if quick else [])
+             ",".join(families), "--rows", rows] + (
+                 ["--quick"] if quick else [])
   rows, last, reason = [], "", "no output"
   # PyTorch inherits the suite's environment, huge-page tunable included
   # (metajax/host_memory.py): its torch.func rows ran 3x faster with it.
@@ -166,8 +170,11 @@ def run_torch(families, quick: bool, log=print) -> dict:
 def run_suite(families=("sine",), quick: bool = False, with_torch: bool = False,
               memory_families=("sine",), log=print, memory_steps=None,
               memory_variants=None, checkpoint=None, conv: str = "auto",
-              known_flops=None) -> dict:
+              known_flops=None, rows: str = "") -> dict:
   """Runs the benchmarks and returns the results dict (see module doc).
+
+  `rows` keeps only the rows (metajax and PyTorch) whose name contains one
+  of its comma-separated parts.
 
   `checkpoint(results)`, if given, is called after every row and part, so
   that a run cut short still leaves what it measured. The PyTorch rows of a
@@ -181,7 +188,8 @@ def run_suite(families=("sine",), quick: bool = False, with_torch: bool = False,
   log(f"matmul peak {peak['median_gflops']:.1f} GFLOP/s "
       f"({peak['size']}^3 {peak['dtype']})")
   results = {"created": datetime.datetime.now().isoformat(timespec="seconds"),
-             "quick": quick, "device": info, "matmul_peak": peak, "rows": [],
+             "quick": quick, "rows_selected": rows, "device": info,
+             "matmul_peak": peak, "rows": [],
              "memory": {}, "skipped": [], "complete": False}
 
   def save():
@@ -196,11 +204,12 @@ def run_suite(families=("sine",), quick: bool = False, with_torch: bool = False,
 
   for family in families:
     _, family_skipped = benchmark_family(
-        family, quick, peak["median_gflops"], log, conv, known_flops, add_row)
+        family, quick, peak["median_gflops"], log, conv, known_flops, add_row,
+        rows)
     results["skipped"] += family_skipped
     save()
     if with_torch and not family_skipped:
-      torch_results = run_torch([family], quick, log)
+      torch_results = run_torch([family], quick, log, rows)
       results["rows"] += torch_results["rows"]
       results["skipped"] += torch_results["skipped"]
       save()
@@ -231,6 +240,9 @@ def main(argv=None):
                       help="also time PyTorch MAML (needs torch)")
   parser.add_argument("--problems", default=",".join(problems.FAMILIES),
                       help=f"comma-separated subset of {problems.FAMILIES}")
+  parser.add_argument("--rows", default="",
+                      help="only rows whose name contains one of these "
+                           "comma-separated parts, e.g. '20-way,5-step 1st'")
   parser.add_argument("--memory", default="sine",
                       help="families for the memory sweep ('' for none)")
   parser.add_argument("--no-memory", action="store_true")
@@ -266,7 +278,8 @@ def main(argv=None):
   results = run_suite(families, args.quick, args.torch, memory_families,
                       memory_steps=memory_steps or None,
                       checkpoint=lambda r: report.write_all(r, out),
-                      conv=args.conv, known_flops=known_flops)
+                      conv=args.conv, known_flops=known_flops,
+                      rows=args.rows)
   written = [os.path.basename(p) for p in report.write_all(results, out)]
   print(f"wrote {', '.join(written)} into {out}")
   return results

@@ -177,8 +177,10 @@ def default_device() -> str:
   return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def benchmark(families, quick=False, log=print, on_row=None, device=None):
-  """`(rows, skipped)`: both formulations on each family's cases."""
+def benchmark(families, quick=False, log=print, on_row=None, device=None,
+              rows_selected=""):
+  """`(rows, skipped)`: both formulations on each family's cases (those
+  `problems.select(..., rows_selected)` keeps)."""
   device = device or default_device()
   if device.startswith("cuda"):
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -186,7 +188,7 @@ def benchmark(families, quick=False, log=print, on_row=None, device=None):
   rows, skipped = [], []
   for family in families:
     seen = set()
-    for case in problems.cases(family, quick):
+    for case in problems.select(problems.cases(family, quick), rows_selected):
       # Fused calls are a compiled-step notion: time the plain step once.
       name = case.name.split(" fused")[0]
       config = dataclasses.replace(case.config, steps_per_call=1)
@@ -225,11 +227,15 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--problems", default="sine")
   parser.add_argument("--quick", action="store_true")
+  parser.add_argument("--rows", default="",
+                      help="only rows whose name contains one of these "
+                           "comma-separated parts")
   parser.add_argument("--device", default="",
                       help="cpu or cuda (default: cuda when available)")
   args = parser.parse_args(argv)
   rows, skipped = benchmark(args.problems.split(","), args.quick,
                             device=args.device or None,
+                            rows_selected=args.rows,
                             log=lambda line: print(line, flush=True),
                             on_row=lambda row: print(ROW + json.dumps(row),
                                                      flush=True))

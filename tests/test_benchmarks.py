@@ -103,6 +103,16 @@ def test_flops_counted_once_are_reused_by_a_later_run(tmp_path):
   assert timed["flops_method"].endswith(f"(from {path})")
 
 
+def test_row_selection_keeps_the_named_rows_only():
+  full = problems.cases("sine") + problems.cases("omniglot20")
+  picked = problems.select(full, "20-way, 5-step 1st fused")
+  assert [c.name for c in picked] == [
+      "sine 5-step 1st fused x10", "omniglot 20-way 1-shot 5-step 2nd",
+      "omniglot 20-way 1-shot 5-step 1st"]
+  assert problems.select(full, "") == full
+  assert problems.select(full, "no such row") == []
+
+
 def test_speedup_table_divides_pytorch_by_metajax_time():
   def row(framework, name, ms):
     return {"framework": framework, "name": name, "ms_per_step": {
