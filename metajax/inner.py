@@ -89,21 +89,39 @@ def adapt(
   """
   check_inner_settings(num_steps, learning_rate)
   optimizer = inner_optimizer or optax.sgd(learning_rate)
-  grad_fn = jax.value_and_grad(loss_fn)
+  value_and_grad = jax.value_and_grad(loss_fn)
+  apply = optax.apply_updates
 
   def step(carry, _):
     current, opt_state = carry
-    loss, grads = grad_fn(current, batch)
+    loss, grads = value_and_grad(current, batch)
     if first_order:
       grads = jax.lax.stop_gradient(grads)
     updates, opt_state = optimizer.update(grads, opt_state, current)
-    current = optax.apply_updates(current, updates)
+    current = apply(current, updates)
     extra = per_step_fn(current) if per_step_fn is not None else None
     return (current, opt_state), (loss, extra)
 
   if remat:
     step = jax.checkpoint(step)
-  init = (params, optimizer.init(params))
-  (adapted, _), (losses, per_step) = jax.lax.scan(
-      step, init, xs=None, length=num_steps, unroll=unroll)
+  carry = (params, optimizer.init(params))
+  if num_steps == 0:
+    (adapted, _), (losses, per_step) = jax.lax.scan(
+        step, carry, xs=None, length=0)
+    return AdaptResult(adapted, losses, per_step)
+  # The first step runs outside the scan. Under `jax.vmap` over tasks the
+  # meta-parameters are shared by every task until they are first updated,
+  # and outside the scan they stay unbatched: the first step's support
+  # forward and backward passes (and their transposes in the meta-gradient)
+  # are then one large matmul or convolution over all tasks' examples
+  # instead of a per-task batched one on broadcast copies of the weights (a
+  # scan's carry is batched from the start).
+  carry, first = step(carry, None)
+  outputs = jax.tree.map(lambda a: a[None], first)
+  if num_steps > 1:
+    carry, rest = jax.lax.scan(
+        step, carry, xs=None, length=num_steps - 1, unroll=unroll)
+    outputs = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), outputs,
+                           rest)
+  (adapted, _), (losses, per_step) = carry, outputs
   return AdaptResult(adapted, losses, per_step)

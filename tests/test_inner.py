@@ -34,6 +34,31 @@ def test_scan_equals_python_unrolled_loop():
   assert result.losses.shape == (steps,)
 
 
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_first_step_keeps_shared_params_unbroadcast_under_vmap(steps):
+  # The first step runs outside the scan, so under vmap over tasks the shared
+  # meta-parameters are not copied per task before they are first updated.
+  model, params, loss_fn, (x, y) = _problem()
+  num_tasks = 5
+  batch = (jnp.stack([x] * num_tasks), jnp.stack([y] * num_tasks))
+  adapt_all = jax.vmap(lambda b: mj.adapt(params, loss_fn, b, steps).params)
+  jaxpr = jax.make_jaxpr(adapt_all)(batch)
+  param_shapes = {p.shape for p in jax.tree.leaves(params)}
+
+  # (A scan over the steps would broadcast them here, to start its carry.)
+  copies_per_task = [
+      eqn for eqn in jaxpr.jaxpr.eqns
+      if eqn.primitive.name == "broadcast_in_dim"
+      and eqn.invars[0].aval.shape in param_shapes
+      and eqn.outvars[0].aval.shape == (num_tasks,) + eqn.invars[0].aval.shape]
+  assert not copies_per_task
+  # ... and the per-task results equal those of one task alone.
+  single = mj.adapt(params, loss_fn, (x, y), steps).params
+  for a, b in zip(jax.tree.leaves(adapt_all(batch)), jax.tree.leaves(single)):
+    np.testing.assert_allclose(a, np.broadcast_to(b, a.shape), rtol=1e-5,
+                               atol=1e-6)
+
+
 def test_zero_steps_returns_params_and_empty_losses():
   _, params, loss_fn, support = _problem()
   result = mj.adapt(params, loss_fn, support, 0)
