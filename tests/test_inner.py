@@ -36,8 +36,9 @@ def test_scan_equals_python_unrolled_loop():
 
 @pytest.mark.parametrize("steps", [1, 2, 3])
 def test_first_step_keeps_shared_params_unbroadcast_under_vmap(steps):
-  # The first step runs outside the scan, so under vmap over tasks the shared
-  # meta-parameters are not copied per task before they are first updated.
+  # Second order: the first step runs outside the scan, so under vmap over
+  # tasks the shared meta-parameters are not copied per task before they are
+  # first updated.
   model, params, loss_fn, (x, y) = _problem()
   num_tasks = 5
   batch = (jnp.stack([x] * num_tasks), jnp.stack([y] * num_tasks))
