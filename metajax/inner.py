@@ -60,6 +60,7 @@ def adapt(
     remat: bool = False,
     per_step_fn: Optional[Callable[[PyTree], Any]] = None,
     unroll: int | bool = 1,
+    first_step_outside_scan: Optional[bool] = None,
 ) -> AdaptResult:
   """Adapts `params` to one task with `num_steps` gradient steps.
 
@@ -84,13 +85,16 @@ def adapt(
       short loop of small steps removes the loop's per-iteration overhead
       (and its reverse loop's) at some compile time; results are the same.
 
+    first_step_outside_scan: apply the scan's body once before the scan (see
+      below; same results). None: for second-order loops on the CPU backend,
+      where it was measured faster.
+
   Returns:
     An `AdaptResult` with the adapted params and the per-step support losses.
   """
   check_inner_settings(num_steps, learning_rate)
   optimizer = inner_optimizer or optax.sgd(learning_rate)
   value_and_grad = jax.value_and_grad(loss_fn)
-  apply = optax.apply_updates
 
   def step(carry, _):
     current, opt_state = carry
@@ -98,27 +102,32 @@ def adapt(
     if first_order:
       grads = jax.lax.stop_gradient(grads)
     updates, opt_state = optimizer.update(grads, opt_state, current)
-    current = apply(current, updates)
+    current = optax.apply_updates(current, updates)
     extra = per_step_fn(current) if per_step_fn is not None else None
     return (current, opt_state), (loss, extra)
 
   if remat:
     step = jax.checkpoint(step)
   carry = (params, optimizer.init(params))
-  if num_steps == 0 or first_order:
+  # The first step outside the scan: under `jax.vmap` over tasks the
+  # meta-parameters are shared by every task until they are first updated,
+  # and outside the scan they stay unbatched, so the first step's support
+  # passes and their transposes in the meta-gradient are one large matmul or
+  # convolution over all tasks' examples instead of per-task ones on
+  # broadcast copies of the weights (a scan's carry is batched from the
+  # start). Measured (benchmarks/, README "Meta-step speed"): sine, 1 step,
+  # second order, 0.240 -> 0.205 ms per meta-step on a 2-core CPU. First
+  # order gains little there (no derivative flows through that step) and on
+  # XLA:CPU the Omniglot 1-step first-order step needed 0.5 GB more
+  # temporary memory and ran slower; on an H200 the fused sine step ran
+  # 0.060 -> 0.078 ms. Hence the default: second order on CPU only.
+  if first_step_outside_scan is None:
+    first_step_outside_scan = (not first_order
+                               and jax.default_backend() == "cpu")
+  if num_steps == 0 or not first_step_outside_scan:
     (adapted, _), (losses, per_step) = jax.lax.scan(
         step, carry, xs=None, length=num_steps, unroll=unroll)
     return AdaptResult(adapted, losses, per_step)
-  # Second order: the first step runs outside the scan. Under `jax.vmap`
-  # over tasks the meta-parameters are shared by every task until they are
-  # first updated, and outside the scan they stay unbatched: the first
-  # step's support passes and their transposes in the meta-gradient are one
-  # large matmul or convolution over all tasks' examples instead of per-task
-  # ones on broadcast copies of the weights (a scan's carry is batched from
-  # the start). Sine, 1 step: 0.240 -> 0.205 ms per meta-step on a 2-core
-  # CPU. First order gains little (no derivative flows through that step),
-  # and on XLA:CPU the Omniglot 1-step first-order step then needed 0.5 GB
-  # more temporary memory and ran slower, so it keeps the plain scan.
   carry, first = step(carry, None)
   outputs = jax.tree.map(lambda a: a[None], first)
   if num_steps > 1:

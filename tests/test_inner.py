@@ -34,30 +34,61 @@ def test_scan_equals_python_unrolled_loop():
   assert result.losses.shape == (steps,)
 
 
+def _per_task_param_copies(jaxpr, params, num_tasks):
+  """Top-level broadcasts of a params-shaped array to one copy per task."""
+  param_shapes = {p.shape for p in jax.tree.leaves(params)}
+  return [eqn for eqn in jaxpr.jaxpr.eqns
+          if eqn.primitive.name == "broadcast_in_dim"
+          and eqn.invars[0].aval.shape in param_shapes
+          and eqn.outvars[0].aval.shape
+          == (num_tasks,) + eqn.invars[0].aval.shape]
+
+
 @pytest.mark.parametrize("steps", [1, 2, 3])
-def test_first_step_keeps_shared_params_unbroadcast_under_vmap(steps):
-  # Second order: the first step runs outside the scan, so under vmap over
-  # tasks the shared meta-parameters are not copied per task before they are
-  # first updated.
-  model, params, loss_fn, (x, y) = _problem()
+def test_first_step_outside_scan_keeps_shared_params_unbroadcast(steps):
+  # With the first step outside the scan, vmap over tasks does not copy the
+  # shared meta-parameters per task before they are first updated; a scan
+  # over all steps broadcasts them to start its carry.
+  _, params, loss_fn, (x, y) = _problem()
   num_tasks = 5
   batch = (jnp.stack([x] * num_tasks), jnp.stack([y] * num_tasks))
-  adapt_all = jax.vmap(lambda b: mj.adapt(params, loss_fn, b, steps).params)
-  jaxpr = jax.make_jaxpr(adapt_all)(batch)
-  param_shapes = {p.shape for p in jax.tree.leaves(params)}
 
-  # (A scan over the steps would broadcast them here, to start its carry.)
-  copies_per_task = [
-      eqn for eqn in jaxpr.jaxpr.eqns
-      if eqn.primitive.name == "broadcast_in_dim"
-      and eqn.invars[0].aval.shape in param_shapes
-      and eqn.outvars[0].aval.shape == (num_tasks,) + eqn.invars[0].aval.shape]
-  assert not copies_per_task
+  def adapt_all(outside):
+    return jax.vmap(lambda b: mj.adapt(
+        params, loss_fn, b, steps, first_step_outside_scan=outside).params)
+
+  for outside, copied in ((True, False), (False, True)):
+    jaxpr = jax.make_jaxpr(adapt_all(outside))(batch)
+    assert bool(_per_task_param_copies(jaxpr, params, num_tasks)) == copied
   # ... and the per-task results equal those of one task alone.
   single = mj.adapt(params, loss_fn, (x, y), steps).params
-  for a, b in zip(jax.tree.leaves(adapt_all(batch)), jax.tree.leaves(single)):
+  for a, b in zip(jax.tree.leaves(adapt_all(True)(batch)),
+                  jax.tree.leaves(single)):
     np.testing.assert_allclose(a, np.broadcast_to(b, a.shape), rtol=1e-5,
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("steps,first_order,remat",
+                         [(1, False, False), (3, False, True), (2, True, False)])
+def test_first_step_outside_scan_changes_no_result(steps, first_order, remat):
+  _, params, loss_fn, support = _problem()
+  query = jax.tree.map(lambda a: a[::-1], support)
+
+  def meta_loss(p, outside):
+    result = mj.adapt(p, loss_fn, support, steps, learning_rate=0.1,
+                      first_order=first_order, remat=remat,
+                      per_step_fn=lambda q: loss_fn(q, query),
+                      first_step_outside_scan=outside)
+    return loss_fn(result.params, query), (result.losses, result.per_step)
+
+  (loss_a, aux_a), grad_a = jax.value_and_grad(meta_loss, has_aux=True)(
+      params, True)
+  (loss_b, aux_b), grad_b = jax.value_and_grad(meta_loss, has_aux=True)(
+      params, False)
+  assert aux_a[0].shape == aux_a[1].shape == (steps,)
+  for a, b in zip(jax.tree.leaves((loss_a, aux_a, grad_a)),
+                  jax.tree.leaves((loss_b, aux_b, grad_b))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
 def test_zero_steps_returns_params_and_empty_losses():
