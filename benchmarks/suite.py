@@ -5,6 +5,7 @@
   python -m benchmarks.suite --quick                     # tiny sizes, ~1 min
   python -m benchmarks.suite --flops-only --out DIR      # FLOP counts alone
   python -m benchmarks.suite --flops-from DIR/flops.json # reuse those counts
+  python -m benchmarks.suite --problems omniglot20 --rows "5-step 1st"  # some rows
 
 Writes `results.json`, `results.md` and `memory.png` (with a memory sweep)
 into `--out` (default `benchmarks/results/<device>/`). Per row: median and
@@ -72,10 +73,10 @@ def benchmark_run(name: str, run, data: str, peak_gflops: float,
 
 def benchmark_family(family: str, quick: bool, peak_gflops: float,
                      log=print, conv: str = "auto",
-                     known_flops=None, on_row=None, rows: str = "") -> tuple:
+                     known_flops=None, on_row=None, only: str = "") -> tuple:
   """`(rows, skipped)` for the cases of `family`; `on_row(row)` after each.
 
-  `rows` keeps only some cases (`problems.select`).
+  `only` keeps some cases (`problems.select`).
 
   `known_flops` maps a row name to `{"flops", "flops_method"}` per meta-step
   (see `read_flops`); other rows count their own.
@@ -84,9 +85,8 @@ def benchmark_family(family: str, quick: bool, peak_gflops: float,
     missing = problems.conv4_missing()
     if missing:
       return [], [f"{family}: skipped, {missing}"]
-  selected = problems.select(problems.cases(family, quick, conv), rows)
   rows, flops_by_config = [], {}
-  for case in selected:
+  for case in problems.select(problems.cases(family, quick, conv), only):
     run, data = problems.build(case.config, quick)
     spc = case.config.steps_per_call
     per_step = (known_flops or {}).get(case.name) or flops_by_config.get(
@@ -138,13 +138,13 @@ def read_flops(path: str) -> dict:
           if r.get("framework") == "metajax" and r.get("flops_per_step")}
 
 
-def run_torch(families, quick: bool, log=print, rows: str = "") -> dict:
+def run_torch(families, quick: bool, log=print, only: str = "") -> dict:
   """The PyTorch rows, from `benchmarks.torch_maml` in a fresh process.
 
   Rows arrive one JSON line at a time, so a run stopped early keeps them.
   """
   command = [sys.executable, "-m", "benchmarks.torch_maml", "--problems",
-             ",".join(families), "--rows", rows] + (
+             ",".join(families), "--rows", only] + (
                  ["--quick"] if quick else [])
   rows, last, reason = [], "", "no output"
   # PyTorch inherits the suite's environment, huge-page tunable included
@@ -170,11 +170,11 @@ def run_torch(families, quick: bool, log=print, rows: str = "") -> dict:
 def run_suite(families=("sine",), quick: bool = False, with_torch: bool = False,
               memory_families=("sine",), log=print, memory_steps=None,
               memory_variants=None, checkpoint=None, conv: str = "auto",
-              known_flops=None, rows: str = "") -> dict:
+              known_flops=None, only: str = "") -> dict:
   """Runs the benchmarks and returns the results dict (see module doc).
 
-  `rows` keeps only the rows (metajax and PyTorch) whose name contains one
-  of its comma-separated parts.
+  `only` keeps the rows (metajax and PyTorch) whose name contains one of
+  its comma-separated parts.
 
   `checkpoint(results)`, if given, is called after every row and part, so
   that a run cut short still leaves what it measured. The PyTorch rows of a
@@ -188,7 +188,7 @@ def run_suite(families=("sine",), quick: bool = False, with_torch: bool = False,
   log(f"matmul peak {peak['median_gflops']:.1f} GFLOP/s "
       f"({peak['size']}^3 {peak['dtype']})")
   results = {"created": datetime.datetime.now().isoformat(timespec="seconds"),
-             "quick": quick, "rows_selected": rows, "device": info,
+             "quick": quick, "rows_selected": only, "device": info,
              "matmul_peak": peak, "rows": [],
              "memory": {}, "skipped": [], "complete": False}
 
@@ -205,11 +205,11 @@ def run_suite(families=("sine",), quick: bool = False, with_torch: bool = False,
   for family in families:
     _, family_skipped = benchmark_family(
         family, quick, peak["median_gflops"], log, conv, known_flops, add_row,
-        rows)
+        only)
     results["skipped"] += family_skipped
     save()
     if with_torch and not family_skipped:
-      torch_results = run_torch([family], quick, log, rows)
+      torch_results = run_torch([family], quick, log, only)
       results["rows"] += torch_results["rows"]
       results["skipped"] += torch_results["skipped"]
       save()
@@ -279,7 +279,7 @@ def main(argv=None):
                       memory_steps=memory_steps or None,
                       checkpoint=lambda r: report.write_all(r, out),
                       conv=args.conv, known_flops=known_flops,
-                      rows=args.rows)
+                      only=args.rows)
   written = [os.path.basename(p) for p in report.write_all(results, out)]
   print(f"wrote {', '.join(written)} into {out}")
   return results

@@ -178,9 +178,9 @@ def default_device() -> str:
 
 
 def benchmark(families, quick=False, log=print, on_row=None, device=None,
-              rows_selected=""):
+              only=""):
   """`(rows, skipped)`: both formulations on each family's cases (those
-  `problems.select(..., rows_selected)` keeps)."""
+  `problems.select(..., only)` keeps)."""
   device = device or default_device()
   if device.startswith("cuda"):
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -188,7 +188,7 @@ def benchmark(families, quick=False, log=print, on_row=None, device=None,
   rows, skipped = [], []
   for family in families:
     seen = set()
-    for case in problems.select(problems.cases(family, quick), rows_selected):
+    for case in problems.select(problems.cases(family, quick), only):
       # Fused calls are a compiled-step notion: time the plain step once.
       name = case.name.split(" fused")[0]
       config = dataclasses.replace(case.config, steps_per_call=1)
@@ -235,7 +235,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   rows, skipped = benchmark(args.problems.split(","), args.quick,
                             device=args.device or None,
-                            rows_selected=args.rows,
+                            only=args.rows,
                             log=lambda line: print(line, flush=True),
                             on_row=lambda row: print(ROW + json.dumps(row),
                                                      flush=True))

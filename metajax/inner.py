@@ -94,11 +94,11 @@ def adapt(
   """
   check_inner_settings(num_steps, learning_rate)
   optimizer = inner_optimizer or optax.sgd(learning_rate)
-  value_and_grad = jax.value_and_grad(loss_fn)
+  grad_fn = jax.value_and_grad(loss_fn)
 
   def step(carry, _):
     current, opt_state = carry
-    loss, grads = value_and_grad(current, batch)
+    loss, grads = grad_fn(current, batch)
     if first_order:
       grads = jax.lax.stop_gradient(grads)
     updates, opt_state = optimizer.update(grads, opt_state, current)
