@@ -35,6 +35,7 @@ class Config:
   activation: str = "relu"
   init_stddev: float = 0.0           # >0: truncated-normal weights (MAML code: 0.01)
   conv: str = "auto"                 # conv4: auto (fast on CPU, im2col elsewhere) | fast | im2col | reference
+  dense: str = "auto"                # mlp: auto (fast on CPU unless the algorithm needs jax.jvp) | fast | plain
   # Inner loop.
   inner_steps: int = 1
   inner_lr: float = 0.01
@@ -90,6 +91,7 @@ CHOICES = {
     "model": ("mlp", "conv4", "conv4_strided"),
     "split": ("maml", "lake"),
     "conv": ("auto", "fast", "im2col", "reference"),
+    "dense": ("auto", "fast", "plain"),
     "activation": ("relu", "tanh", "gelu", "swish", "softplus", "sigmoid",
                    "identity"),
 }

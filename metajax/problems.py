@@ -9,9 +9,9 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from metajax import losses
+from metajax import algorithms, losses
 from metajax.config import Config
-from metajax.models import MLP
+from metajax.models import MLP, dense_ops
 from metajax.tasks.regression import (
     LinearTasks, SineTasks, sample_regression_tasks)
 
@@ -52,11 +52,19 @@ def regression_family(config: Config):
                      x_range=config.x_range, noise_std=config.noise_std)
 
 
+def mlp_dense(config: Config) -> str:
+  """The MLP product `config.dense` stands for under `config.algorithm`."""
+  algorithm = algorithms.get_algorithm(config.algorithm)
+  forward_mode = getattr(algorithm, "USES_FORWARD_MODE", False)
+  return dense_ops.resolve_name(config.dense, forward_mode=forward_mode)
+
+
 def build_regression(config: Config) -> Problem:
   family = regression_family(config)
   model = MLP(hidden_sizes=config.hidden_sizes, output_size=1,
               activation=config.activation,
-              init_stddev=config.init_stddev or None)
+              init_stddev=config.init_stddev or None,
+              dense=mlp_dense(config))
 
   def train_sampler(key):
     tasks, _ = sample_regression_tasks(family, key, config.meta_batch_size,

@@ -30,7 +30,16 @@ from metajax.objective import InnerLoop, query_metrics
 PyTree = Any
 
 
+# Hessian-vector products by `jax.jvp` through the model: `dense='auto'`
+# keeps the MLP's plain product, which has forward-mode derivatives.
+USES_FORWARD_MODE = True
+
+
 def check(config):
+  if config.dense == "fast":
+    raise ConfigError("config field 'dense': 'fast' has no forward-mode "
+                      "derivative and imaml takes jax.jvp through the model; "
+                      "expected 'auto' or 'plain'")
   lam = config.imaml_lambda
   if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
     raise ConfigError("config field 'imaml_lambda': expected a positive "
