@@ -70,19 +70,22 @@ def omniglot_config(ways: int, quick: bool = False, **overrides) -> Config:
   return dataclasses.replace(config, **overrides)
 
 
-def cases(family: str, quick: bool = False, conv: str = "auto") -> list:
+def cases(family: str, quick: bool = False, conv: str = "auto",
+          dense: str = "auto") -> list:
   """The rows of `family`: inner steps x order, plus fused rows for sine.
 
-  `conv` is the Omniglot rows' Conv4 formulation (`Config.conv`).
+  `conv` is the Omniglot rows' Conv4 formulation (`Config.conv`), `dense`
+  the sine MLP's layer product (`Config.dense`).
   """
   if family == "sine":
     if quick:
       return [Case("sine 2-step 2nd fused x2", family, sine_config(
-          True, inner_steps=2, steps_per_call=2))]
+          True, inner_steps=2, steps_per_call=2, dense=dense))]
     rows = []
     for steps in (1, 5):
       for first_order in (False, True):
-        config = sine_config(inner_steps=steps, first_order=first_order)
+        config = sine_config(inner_steps=steps, first_order=first_order,
+                             dense=dense)
         name = f"sine {steps}-step {_order(first_order)}"
         rows.append(Case(name, family, config))
         rows.append(Case(f"{name} fused x10", family,

@@ -25,6 +25,13 @@ def _cell(value, fmt):
   return "-" if value is None else format(value, fmt)
 
 
+def _products(rows) -> str:
+  """Which MLP product and Conv4 convolution the metajax rows used."""
+  used = sorted({f"{key}={row[key]}" for row in rows
+                 for key in ("dense", "conv") if row.get(key)})
+  return ", ".join(f"`{u}`" for u in used) or "(not recorded)"
+
+
 def markdown(results: dict) -> str:
   """The results as a Markdown report with one table per section."""
   info, peak = results["device"], results["matmul_peak"]
@@ -42,7 +49,8 @@ def markdown(results: dict) -> str:
       f"GFLOP/s ({peak['size']}^3 {peak['dtype']}, median)",
       "- ms per meta-step: median [25th-75th percentile]; fused rows run "
       "`steps_per_call` meta-steps per call and report per meta-step",
-      "- FLOPs: XLA cost analysis of the step with its loops unrolled", "",
+      "- FLOPs: XLA cost analysis of the step with its loops unrolled",
+      f"- layer products: {_products(results['rows'])}", "",
       "| framework | problem | data | ms/step | tasks/s | compile s "
       "| MFLOP/step | GFLOP/s | % peak |",
       "|---|---|---|---|---|---|---|---|---|"]

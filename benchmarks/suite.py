@@ -32,6 +32,7 @@ import time
 from benchmarks import memory, problems, report, timing
 from metajax import host_memory
 from metajax.models import conv_ops
+from metajax.problems import mlp_dense
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -73,7 +74,8 @@ def benchmark_run(name: str, run, data: str, peak_gflops: float,
 
 def benchmark_family(family: str, quick: bool, peak_gflops: float,
                      log=print, conv: str = "auto",
-                     known_flops=None, on_row=None, only: str = "") -> tuple:
+                     known_flops=None, on_row=None, only: str = "",
+                     dense: str = "auto") -> tuple:
   """`(rows, skipped)` for the cases of `family`; `on_row(row)` after each.
 
   `only` keeps some cases (`problems.select`).
@@ -86,7 +88,8 @@ def benchmark_family(family: str, quick: bool, peak_gflops: float,
     if missing:
       return [], [f"{family}: skipped, {missing}"]
   rows, flops_by_config = [], {}
-  for case in problems.select(problems.cases(family, quick, conv), only):
+  for case in problems.select(problems.cases(family, quick, conv, dense),
+                              only):
     run, data = problems.build(case.config, quick)
     spc = case.config.steps_per_call
     per_step = (known_flops or {}).get(case.name) or flops_by_config.get(
@@ -95,6 +98,8 @@ def benchmark_family(family: str, quick: bool, peak_gflops: float,
     row = benchmark_run(case.name, run, data, peak_gflops, quick, flops)
     row["conv"] = (conv_ops.resolve_name(case.config.conv)
                    if case.config.task == "omniglot" else None)
+    row["dense"] = (mlp_dense(case.config)
+                    if case.config.model == "mlp" else None)
     if spc == 1:
       flops_by_config[case.config] = {
           "flops": row["flops_per_step"], "flops_method": row["flops_method"]}
@@ -106,7 +111,7 @@ def benchmark_family(family: str, quick: bool, peak_gflops: float,
 
 
 def count_flops(families, quick: bool = False, conv: str = "auto",
-                log=print) -> dict:
+                log=print, dense: str = "auto") -> dict:
   """`{"device", "rows": [{"name", "flops_per_step", "flops_method"}]}`.
 
   Lowers each row's unfused step with its loops unrolled (no compiling, no
@@ -114,7 +119,7 @@ def count_flops(families, quick: bool = False, conv: str = "auto",
   """
   rows, by_config = [], {}
   for family in families:
-    for case in problems.cases(family, quick, conv):
+    for case in problems.cases(family, quick, conv, dense):
       config = dataclasses.replace(case.config, steps_per_call=1)
       if config not in by_config:
         run, _ = problems.build(config, quick)
@@ -125,7 +130,8 @@ def count_flops(families, quick: bool = False, conv: str = "auto",
                    "flops_per_step": flops["flops"],
                    "flops_method": flops["flops_method"]})
       log(f"{case.name}: {flops['flops'] / 1e6:.2f} MFLOP per meta-step")
-  return {"device": timing.device_info(), "conv": conv, "rows": rows}
+  return {"device": timing.device_info(), "conv": conv, "dense": dense,
+          "rows": rows}
 
 
 def read_flops(path: str) -> dict:
@@ -170,7 +176,7 @@ def run_torch(families, quick: bool, log=print, only: str = "") -> dict:
 def run_suite(families=("sine",), quick: bool = False, with_torch: bool = False,
               memory_families=("sine",), log=print, memory_steps=None,
               memory_variants=None, checkpoint=None, conv: str = "auto",
-              known_flops=None, only: str = "") -> dict:
+              known_flops=None, only: str = "", dense: str = "auto") -> dict:
   """Runs the benchmarks and returns the results dict (see module doc).
 
   `only` keeps the rows (metajax and PyTorch) whose name contains one of
@@ -205,7 +211,7 @@ def run_suite(families=("sine",), quick: bool = False, with_torch: bool = False,
   for family in families:
     _, family_skipped = benchmark_family(
         family, quick, peak["median_gflops"], log, conv, known_flops, add_row,
-        only)
+        only, dense)
     results["skipped"] += family_skipped
     save()
     if with_torch and not family_skipped:
@@ -252,6 +258,10 @@ def main(argv=None):
                       choices=("auto", "fast", "im2col", "reference"),
                       help="Conv4 formulation of the Omniglot rows (auto: "
                            "fast on CPU, im2col elsewhere)")
+  parser.add_argument("--dense", default="auto",
+                      choices=("auto", "fast", "plain"),
+                      help="the sine MLP's layer product (auto: fast on CPU, "
+                           "plain elsewhere; metajax/models/dense_ops.py)")
   parser.add_argument("--flops-only", action="store_true",
                       help="only count FLOPs; writes flops.json into --out")
   parser.add_argument("--flops-from", default="",
@@ -267,7 +277,7 @@ def main(argv=None):
   memory_steps = [int(s) for s in args.memory_steps.split(",") if s]
   out = args.out or os.path.join(PACKAGE_DIR, "results", timing.device_slug())
   if args.flops_only:
-    counts = count_flops(families, args.quick, args.conv)
+    counts = count_flops(families, args.quick, args.conv, dense=args.dense)
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "flops.json")
     with open(path, "w") as f:
@@ -279,7 +289,7 @@ def main(argv=None):
                       memory_steps=memory_steps or None,
                       checkpoint=lambda r: report.write_all(r, out),
                       conv=args.conv, known_flops=known_flops,
-                      only=args.rows)
+                      only=args.rows, dense=args.dense)
   written = [os.path.basename(p) for p in report.write_all(results, out)]
   print(f"wrote {', '.join(written)} into {out}")
   return results

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from benchmarks import memory, pick_conv, problems, report, suite, timing
+from metajax.models import dense_ops
 
 
 def _positive_finite(value):
@@ -36,6 +37,14 @@ def test_rows_are_well_formed(results):
                 "fraction_of_matmul_peak"):
       assert _positive_finite(row[key]), key
     assert row["flops_method"] == "xla-unrolled-hlo"
+    assert row["dense"] == dense_ops.resolve_name("auto")
+
+
+def test_dense_option_reaches_the_sine_rows(results):
+  rows, _ = suite.benchmark_family("sine", True, 1.0, log=lambda _: None,
+                                   dense="plain")
+  assert [r["dense"] for r in rows] == ["plain"]
+  assert "`dense=plain`" in report.markdown(dict(results, rows=rows))
 
 
 def test_flops_count_every_inner_step():
