@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from metajax import xla_options
 from metajax.objective import InnerLoop, query_metrics
 from metajax.types import TaskBatch
 
@@ -42,7 +43,8 @@ def adaptation_curves(params, inner: InnerLoop, tasks: TaskBatch,
     return leaf.reshape((num_chunks, chunk) + leaf.shape[1:])
 
   chunked = jax.tree.map(reshape, tasks)
-  curves = jax.jit(lambda t: jax.lax.map(jax.vmap(one_task), t))(chunked)
+  curves = jax.jit(lambda t: jax.lax.map(jax.vmap(one_task), t),
+                   compiler_options=xla_options.compiler_options())(chunked)
   return jax.tree.map(
       lambda c: np.asarray(c).reshape((-1,) + c.shape[2:])[:num_tasks], curves)
 

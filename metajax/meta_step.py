@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from metajax import xla_options
 from metajax.losses import tree_is_finite
 from metajax.objective import InnerLoop, maml_task_loss, meta_objective
 from metajax.types import MetaState, TaskBatch
@@ -130,7 +131,9 @@ def make_meta_step(
                    nonfinite_policy == "stop")
 
   if task_sampler is None:
-    return jax.jit(update, donate_argnums=0) if jit else update
+    return (jax.jit(update, donate_argnums=0,
+                    compiler_options=xla_options.compiler_options())
+            if jit else update)
 
   def sampled_steps(state, sampler):
     def tasks_of_step(step):
@@ -151,7 +154,8 @@ def make_meta_step(
   # inputs instead of baking them into the program as constants.
   sampler = (task_sampler if isinstance(task_sampler, jax.tree_util.Partial)
              else jax.tree_util.Partial(task_sampler))
-  compiled = jax.jit(sampled_steps, donate_argnums=0)
+  compiled = jax.jit(sampled_steps, donate_argnums=0,
+                     compiler_options=xla_options.compiler_options())
 
   def step(state):
     return compiled(state, sampler)

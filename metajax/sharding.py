@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from metajax import xla_options
 from metajax.config import ConfigError
 from metajax.meta_step import MetaGradFn, TaskSampler, make_meta_step
 from metajax.types import MetaState, TaskBatch
@@ -191,7 +192,8 @@ def make_sharded_meta_step(
     compiled = jax.jit(
         lambda state, tasks: pure_step(state, constrain(tasks)),
         in_shardings=(state_sharding, tasks_sharding),
-        out_shardings=state_sharding, donate_argnums=0)
+        out_shardings=state_sharding, donate_argnums=0,
+        compiler_options=xla_options.compiler_options())
 
     def place(tasks):  # Checked before dispatch; no-op if already sharded.
       _check_task_axis(tasks, mesh)
@@ -212,7 +214,8 @@ def make_sharded_meta_step(
     sampler = _replicate(sampler, mesh)  # Once, not per call.
     compiled = jax.jit(sampled_steps,
                        in_shardings=(state_sharding, state_sharding),
-                       out_shardings=state_sharding, donate_argnums=0)
+                       out_shardings=state_sharding, donate_argnums=0,
+                       compiler_options=xla_options.compiler_options())
 
     def step(state):
       return compiled(state, sampler)
