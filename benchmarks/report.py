@@ -50,7 +50,9 @@ def markdown(results: dict) -> str:
       "- ms per meta-step: median [25th-75th percentile]; fused rows run "
       "`steps_per_call` meta-steps per call and report per meta-step",
       "- FLOPs: XLA cost analysis of the step with its loops unrolled",
-      f"- layer products: {_products(results['rows'])}", "",
+      f"- layer products: {_products(results['rows'])}; XLA compile options "
+      f"of metajax's steps: `{results.get('compiler_options', '(not recorded)')}`",
+      "",
       "| framework | problem | data | ms/step | tasks/s | compile s "
       "| MFLOP/step | GFLOP/s | % peak |",
       "|---|---|---|---|---|---|---|---|---|"]

@@ -30,7 +30,7 @@ import sys
 import time
 
 from benchmarks import memory, problems, report, timing
-from metajax import host_memory
+from metajax import host_memory, xla_options
 from metajax.models import conv_ops
 from metajax.problems import mlp_dense
 
@@ -196,6 +196,7 @@ def run_suite(families=("sine",), quick: bool = False, with_torch: bool = False,
   results = {"created": datetime.datetime.now().isoformat(timespec="seconds"),
              "quick": quick, "rows_selected": only, "device": info,
              "matmul_peak": peak, "rows": [],
+             "compiler_options": xla_options.compiler_options(),
              "memory": {}, "skipped": [], "complete": False}
 
   def save():
