@@ -31,7 +31,7 @@ import time
 
 from benchmarks import memory, problems, report, timing
 from metajax import host_memory, xla_options
-from metajax.models import conv_ops
+from metajax.models import conv_ops, dense_ops
 from metajax.problems import mlp_dense
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -260,7 +260,7 @@ def main(argv=None):
                       help="Conv4 formulation of the Omniglot rows (auto: "
                            "fast on CPU, im2col elsewhere)")
   parser.add_argument("--dense", default="auto",
-                      choices=("auto", "fast", "plain"),
+                      choices=dense_ops.NAMES,
                       help="the sine MLP's layer product (auto: fast on CPU, "
                            "plain elsewhere; metajax/models/dense_ops.py)")
   parser.add_argument("--flops-only", action="store_true",

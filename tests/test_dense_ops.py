@@ -9,7 +9,7 @@ import pytest
 import metajax as mj
 from metajax import problems
 from metajax.algorithms import imaml
-from metajax.config import Config, ConfigError, validate
+from metajax.config import CHOICES, Config, ConfigError, validate
 from metajax.models import MLP, dense_ops
 
 
@@ -125,6 +125,7 @@ def test_fast_has_no_forward_mode_and_auto_avoids_it():
 
 
 def test_bad_dense_names_and_products_are_errors():
+  assert set(CHOICES["dense"]) == set(dense_ops.NAMES)  # the config offers all
   with pytest.raises(ValueError, match="unknown dense product 'fastest'"):
     dense_ops.resolve_name("fastest")
   with pytest.raises(ValueError, match="Dense's product"):

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from metajax import xla_options
 from metajax.algorithms._partition import find_head
 from metajax.config import ConfigError
 from metajax.evaluation import summarize_curves
@@ -127,7 +128,8 @@ def evaluate(config, problem, meta_params) -> dict:
   embed_fn = embedding_fn(config, problem)
   one_task = lambda t: task_loss_and_metrics(meta_params, t, embed_fn,
                                              config.num_ways)[1]
-  score = jax.jit(lambda tasks: jax.lax.map(one_task, tasks, batch_size=50))
+  score = jax.jit(lambda tasks: jax.lax.map(one_task, tasks, batch_size=50),
+                  compiler_options=xla_options.compiler_options())
   metrics = score(_eval_tasks(config, problem))
   curves = {"loss": metrics["post_loss"][:, None],
             "accuracy": metrics["post_accuracy"][:, None]}

@@ -71,7 +71,9 @@ def fast_dot_general(x, w, dimension_numbers, precision=None,
   """`nn.Dense`'s `dot_general` slot, served by `matmul`.
 
   Takes only Dense's product (last axis of `x` with the first of `w`, no
-  batch axes); ValueError for anything else.
+  batch axes); ValueError for anything else. `precision` and
+  `preferred_element_type` are not used: the product runs in the inputs'
+  dtype at XLA's default precision (full float32 on CPU).
   """
   del precision, preferred_element_type, unused
   (x_axes, w_axes), (x_batch, w_batch) = dimension_numbers
