@@ -131,15 +131,40 @@ def _conv_kernel(x_TxNxHxWxC, w_Tx3x3xCxD, stride):
                  (x_TxNxHxWxC, w_Tx3x3xCxD))
 
 
+def _eigen_dot(a_KxM, b_MxD):
+  """a @ b written as a 1x1 convolution (see `_wgrad_one`)."""
+  k, m = a_KxM.shape
+  out = lax.conv_general_dilated(a_KxM.reshape(k, 1, 1, m),
+                                 b_MxD.reshape(1, 1, m, -1), (1, 1), 'VALID',
+                                 dimension_numbers=_DIMS)
+  return out.reshape(k, -1)
+
+
 def _wgrad_one(x_NxHxWxC, dy_NxHoxWoxD, stride):
-  if stride == 1:  # shifting dy instead of x measured ~1.5x faster
-    _, h, w, _ = dy_NxHoxWoxD.shape
+  """dw[i, j] = taps(x)[i, j]^T dy: 9 products that contract N*Ho*Wo rows.
+
+  For stride 1 a scan over the 9 shifts of the padded dy (shifting dy rather
+  than x measured ~1.5x faster) keeps each shifted copy in cache for its
+  product. Each product is a 1x1 convolution: XLA:CPU rewrites it into a dot
+  after it has picked the dots for YNNPACK, so it runs in XLA's own (Eigen)
+  matmul, which splits the long contraction over both cores, where a
+  YNNPACK dot runs on one (1.3-1.7x faster at Conv4's shapes,
+  benchmarks/NOTES_conv.md).
+  """
+  if stride == 1:
+    n, h, w, d = dy_NxHoxWoxD.shape
+    x_CxM = x_NxHxWxC.reshape(-1, x_NxHxWxC.shape[-1]).T
     dy_pad = jnp.pad(dy_NxHoxWoxD, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    pairs = [(x_NxHxWxC, dy_pad[:, 2 - i:2 - i + h, 2 - j:2 - j + w])
-             for i in range(3) for j in range(3)]
-  else:
-    pairs = [(tap, dy_NxHoxWoxD) for tap in
-             _taps(x_NxHxWxC, stride, dy_NxHoxWoxD.shape[1:3])]
+
+    def shift_product(_, tap):
+      i, j = tap // 3, tap % 3
+      dy_ij = lax.dynamic_slice(dy_pad, (0, 2 - i, 2 - j, 0), (n, h, w, d))
+      return None, _eigen_dot(x_CxM, dy_ij.reshape(-1, d))
+
+    _, dw = lax.scan(shift_product, None, jnp.arange(9))
+    return dw.reshape((3, 3) + dw.shape[1:])
+  pairs = [(tap, dy_NxHoxWoxD) for tap in
+           _taps(x_NxHxWxC, stride, dy_NxHoxWoxD.shape[1:3])]
   dw = [jnp.einsum('nhwc,nhwd->cd', a, b) for a, b in pairs]
   return jnp.stack(dw).reshape((3, 3) + dw[0].shape)
 
