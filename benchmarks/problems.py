@@ -151,8 +151,7 @@ def random_omniglot_problem(config: Config, num_characters: int):
   return Problem(
       model=model,
       init_params=lambda key: model.init(key, jnp.zeros((1, 28, 28, 1))),
-      loss_fn=losses.cross_entropy_loss(model.apply),
-      metric_fn=losses.accuracy_metric(model.apply), train_sampler=sampler,
+      **losses.classification_fns(model.apply), train_sampler=sampler,
       classification=True)
 
 

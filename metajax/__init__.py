@@ -12,7 +12,8 @@ The public functional API is re-exported here:
 """
 from metajax.inner import AdaptResult, adapt, differentiable_adam
 from metajax.losses import (
-    accuracy_metric, cross_entropy_loss, mse_loss, tree_is_finite)
+    accuracy_metric, classification_fns, cross_entropy_and_accuracy,
+    cross_entropy_loss, mse_loss, tree_is_finite)
 from metajax.meta_step import init_meta_state, make_meta_step, maml_meta_grad
 from metajax.objective import (
     InnerLoop, check_task_batch, maml_task_loss, meta_objective)

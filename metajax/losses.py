@@ -21,14 +21,22 @@ def mse_loss(apply_fn: Callable) -> Callable:
   return loss_fn
 
 
+def _cross_entropy(logits, labels):
+  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits,
+                                                                  labels))
+
+
+def _accuracy(logits, labels):
+  predictions = jnp.argmax(logits, axis=-1)
+  return jnp.mean((predictions == labels).astype(jnp.float32))
+
+
 def cross_entropy_loss(apply_fn: Callable) -> Callable:
   """Softmax cross-entropy of logits `apply_fn(params, x)` against int labels."""
 
   def loss_fn(params, batch):
     x, labels = batch
-    logits = apply_fn(params, x)
-    return jnp.mean(
-        optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+    return _cross_entropy(apply_fn(params, x), labels)
 
   return loss_fn
 
@@ -38,10 +46,37 @@ def accuracy_metric(apply_fn: Callable) -> Callable:
 
   def metric_fn(params, batch):
     x, labels = batch
-    predictions = jnp.argmax(apply_fn(params, x), axis=-1)
-    return {"accuracy": jnp.mean((predictions == labels).astype(jnp.float32))}
+    return {"accuracy": _accuracy(apply_fn(params, x), labels)}
 
   return metric_fn
+
+
+def cross_entropy_and_accuracy(apply_fn: Callable) -> Callable:
+  """`fn(params, batch) -> (cross-entropy, {"accuracy": ...})`, one forward.
+
+  The `loss_and_metrics_fn` of `InnerLoop`: the query loss and accuracy
+  from the same logits. (Separate loss and metric functions run the model
+  twice, and XLA does not always merge the two passes.)
+  """
+
+  def loss_and_metrics_fn(params, batch):
+    x, labels = batch
+    logits = apply_fn(params, x)
+    return _cross_entropy(logits, labels), {"accuracy": _accuracy(logits,
+                                                                  labels)}
+
+  return loss_and_metrics_fn
+
+
+def classification_fns(apply_fn: Callable) -> dict:
+  """`loss_fn`, `metric_fn` and `loss_and_metrics_fn` for a classifier.
+
+  Keyword arguments for `Problem` (or `InnerLoop`): cross-entropy, accuracy,
+  and both from one forward pass.
+  """
+  return dict(loss_fn=cross_entropy_loss(apply_fn),
+              metric_fn=accuracy_metric(apply_fn),
+              loss_and_metrics_fn=cross_entropy_and_accuracy(apply_fn))
 
 
 def tree_is_finite(tree) -> jax.Array:

@@ -56,9 +56,7 @@ def build_omniglot(config: Config) -> Problem:
   return Problem(
       model=model,
       init_params=lambda key: model.init(key, jnp.zeros((1, 28, 28, 1))),
-      loss_fn=losses.cross_entropy_loss(model.apply),
-      metric_fn=losses.accuracy_metric(model.apply),
-      train_sampler=sampler, classification=True, data=splits)
+      **losses.classification_fns(model.apply), train_sampler=sampler, classification=True, data=splits)
 
 
 def evaluate_classification(params, problem, config: Config, inner,

@@ -25,6 +25,8 @@ class Problem:
     init_params: `fn(key) -> params`.
     loss_fn: per-task `loss_fn(params, batch) -> scalar`.
     metric_fn: optional per-task `fn(params, batch) -> dict`.
+    loss_and_metrics_fn: optional per-task `fn(params, batch) -> (loss,
+      metrics)`, both from one forward pass (see `InnerLoop`).
     train_sampler: `fn(key) -> TaskBatch` of `meta_batch_size` tasks.
     family: the regression task family (None for classification).
     classification: whether accuracy is the headline metric.
@@ -41,6 +43,7 @@ class Problem:
   classification: bool = False
   data: Any = None
   embed_fn: Optional[Callable] = None
+  loss_and_metrics_fn: Optional[Callable] = None
 
 
 def regression_family(config: Config):

@@ -64,6 +64,5 @@ def cluster_problem(config, signal_dims=2, noise_dims=6):
 
   return Problem(
       model=model, init_params=lambda key: model.init(key, jnp.zeros((1, dims))),
-      loss_fn=mj.cross_entropy_loss(model.apply),
-      metric_fn=mj.accuracy_metric(model.apply), train_sampler=sampler,
+      **mj.classification_fns(model.apply), train_sampler=sampler,
       classification=True)

@@ -256,3 +256,62 @@ def test_auto_conv_is_the_fast_primitive_on_cpu_and_im2col_elsewhere(
   monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
   assert conv_ops.get_conv('auto') is conv_ops.conv_im2col
   assert conv_ops.resolve_name('reference') == 'reference'
+
+
+@pytest.mark.parametrize('cin,stride', [(1, 1), (1, 2), (3, 1)])
+def test_conv_output_moments_are_those_of_the_output(x64, cin, stride):
+  x, w = _arrays(5, (3, 7, 6, cin), (3, 3, cin, 5))
+  mean, var = conv_ops.conv_output_moments(x, w, stride)
+  y = np.asarray(conv_ops.conv_reference(x, w, stride)).reshape(-1, 5)
+  _close((mean, var), (y.mean(0), y.var(0)))
+
+
+def _block_outputs_and_derivatives(block, params, x):
+  """Values, gradients (params and x) and an HVP of a smooth scalar."""
+  loss = lambda p, x: jnp.sum(jnp.sin(block.apply(p, x)) ** 2)
+  grad = jax.grad(loss, (0, 1))
+  direction = jax.tree.map(jnp.cos, params)
+  hvp = jax.jvp(lambda p: grad(p, x)[0], (params,), (direction,))[1]
+  return block.apply(params, x), grad(params, x), hvp
+
+
+@pytest.mark.parametrize('activation', [jax.nn.relu, jnp.tanh, jax.nn.gelu])
+@pytest.mark.parametrize('stride,pool', [(1, True), (2, False)])
+def test_folded_block_equals_the_plain_block(x64, activation, stride, pool):
+  x, = _arrays(6, (4, 8, 8, 1))
+  kw = dict(width=12, stride=stride, pool=pool, activation=activation)
+  params = ConvBlock(**kw).init(jax.random.PRNGKey(0), x)
+  params = jax.tree.map(lambda a: a + 1.5 * jnp.sin(jnp.arange(a.size)).reshape(
+      a.shape), params)  # a non-trivial bias and negative scales
+  assert float(params['params']['scale'].min()) < 0
+  folded, plain = [_block_outputs_and_derivatives(
+      ConvBlock(fold_norm=fold, **kw), params, x) for fold in (True, False)]
+  _close(folded, plain)
+
+
+def test_fold_norm_applies_to_few_input_channels_only():
+  x = jnp.zeros((2, 8, 8, 1))
+  model = Conv4(num_classes=2, width=16, num_blocks=2)
+  params = model.init(jax.random.PRNGKey(0), x)
+  jaxpr = str(jax.make_jaxpr(model.apply)(params, x))
+  # block0 (1 channel) sums no squares of its output; block1 (16) does.
+  assert 'f32[2,8,8,16] = square' not in jaxpr
+  assert 'f32[2,4,4,16] = square' in jaxpr
+
+
+def test_maml_meta_gradient_with_folded_norm(x64):
+  data = _tiny_problem(key=7)
+  kw = dict(num_classes=3, width=10, num_blocks=2, activation=jnp.tanh)
+  params = _f64(Conv4(**kw).init(jax.random.PRNGKey(2), data[0][0]))
+  folded = conv_formulations.make_meta_step(Conv4(**kw))
+  plain = conv_formulations.make_meta_step(Conv4(fold_norm=False, **kw))
+  loss, grads = folded(params, *data)
+  _close((loss, grads), plain(params, *data), rtol=1e-9)
+  direction = jax.tree.map(lambda a: jnp.cos(jnp.arange(a.size).reshape(
+      a.shape) * 0.9), params)
+  shifted = lambda s: folded(jax.tree.map(
+      lambda p, d: p + s * d, params, direction), *data)[0]
+  numeric = (shifted(1e-5) - shifted(-1e-5)) / 2e-5
+  analytic = sum(jnp.vdot(g, d) for g, d in zip(
+      jax.tree.leaves(grads), jax.tree.leaves(direction)))
+  np.testing.assert_allclose(analytic, numeric, rtol=1e-6)

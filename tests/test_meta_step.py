@@ -112,3 +112,33 @@ def test_nonfinite_step_never_reaches_the_params(policy):
   assert int(state.nonfinite_count) == 1
   # "stop" freezes at the last good state; "skip" goes on with good batches.
   assert _leaves_equal(state.params, after_good) == (policy == "stop")
+
+
+def test_query_scoring_runs_the_model_once_with_loss_and_metrics_fn():
+  model = MLP(hidden_sizes=(8,), output_size=3)
+  x = jax.random.normal(jax.random.key(0), (4, 6, 2))
+  labels = jnp.tile(jnp.arange(3).repeat(2), (4, 1))
+  tasks = mj.TaskBatch((x, labels), (x, labels))
+  params = model.init(jax.random.key(1), x[0])
+  calls = []
+
+  def counted_apply(p, inputs):
+    calls.append(inputs.shape)
+    return model.apply(p, inputs)
+
+  both = mj.InnerLoop(num_steps=1, learning_rate=0.1, pre_metrics=False,
+                      **mj.classification_fns(counted_apply))
+  separate = dataclasses.replace(both, loss_and_metrics_fn=None)
+
+  def objective_and_model_calls(inner):
+    calls.clear()
+    return mj.meta_objective(params, tasks, inner), len(calls)
+
+  (loss_both, metrics_both), calls_both = objective_and_model_calls(both)
+  (loss_sep, metrics_sep), calls_sep = objective_and_model_calls(separate)
+  assert calls_sep == calls_both + 1  # the separate accuracy forward
+  np.testing.assert_allclose(loss_both, loss_sep, rtol=1e-6)
+  assert set(metrics_both) == set(metrics_sep) >= {"post_accuracy"}
+  for name in metrics_both:
+    np.testing.assert_allclose(metrics_both[name], metrics_sep[name],
+                               rtol=1e-6)

@@ -17,6 +17,7 @@ def inner_loop(config: Config, problem, **overrides) -> InnerLoop:
       loss_fn=problem.loss_fn, num_steps=config.inner_steps,
       learning_rate=config.inner_lr, optimizer=inner_optimizer(config),
       first_order=config.first_order, remat=config.remat,
-      metric_fn=problem.metric_fn, pre_metrics=config.pre_metrics)
+      metric_fn=problem.metric_fn, pre_metrics=config.pre_metrics,
+      loss_and_metrics_fn=problem.loss_and_metrics_fn)
   settings.update(overrides)
   return InnerLoop(**settings)

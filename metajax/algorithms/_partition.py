@@ -116,8 +116,9 @@ def _restricted(inner: InnerLoop, frozen) -> InnerLoop:
   """`inner` acting on the adapted part, with `frozen` merged back in."""
   full = lambda fn: (lambda adapted, batch: fn(merge(adapted, frozen), batch))
   metric_fn = inner.metric_fn and full(inner.metric_fn)
+  both_fn = inner.loss_and_metrics_fn and full(inner.loss_and_metrics_fn)
   return dataclasses.replace(inner, loss_fn=full(inner.loss_fn),
-                             metric_fn=metric_fn)
+                             metric_fn=metric_fn, loss_and_metrics_fn=both_fn)
 
 
 def partial_task_loss(partition_fn):

@@ -47,11 +47,15 @@ def signed_max_pool_2x2(x_NxHxWxC, sign_C):
   """max-pool of `x * sign` (sign +-1 per channel, not differentiated).
 
   The forward pass reads x directly (max or -min per channel), measured
-  faster than pooling a stored `x * sign`.
+  faster than pooling a stored `x * sign`, as elementwise maxima of the four
+  window slices: as a reduction, XLA:CPU fused it with the folded first
+  block's producers into a YNNPACK reduction that took 770 ms.
   """
   x_w = _windows(x_NxHxWxC)
-  return jnp.where(_per_channel(sign_C) > 0, x_w.max(axis=(2, 4)),
-                   -x_w.min(axis=(2, 4)))
+  x00, x01, x10, x11 = (x_w[:, :, i, :, j] for i in (0, 1) for j in (0, 1))
+  top = jnp.maximum(jnp.maximum(x00, x01), jnp.maximum(x10, x11))
+  bottom = jnp.minimum(jnp.minimum(x00, x01), jnp.minimum(x10, x11))
+  return jnp.where(_per_channel(sign_C) > 0, top, -bottom)
 
 
 @signed_max_pool_2x2.defjvp
@@ -99,7 +103,11 @@ def batch_moments(y_NxHxWxC):
 
 
 class ConvBlock(nn.Module):
-  """conv -> batch norm (batch statistics) -> activation [-> 2x2 max-pool]."""
+  """conv -> batch norm (batch statistics) -> activation [-> 2x2 max-pool].
+
+  `fold_norm`: for inputs with few channels (9C <= width, a first layer on
+  grey images) fold the batch norm into the conv (see `_folded`).
+  """
   width: int
   stride: int = 1
   pool: bool = True
@@ -107,6 +115,7 @@ class ConvBlock(nn.Module):
   activation: Callable = nn.relu
   conv: Callable = conv_ops.conv3x3
   epsilon: float = 1e-5
+  fold_norm: bool = True
 
   @nn.compact
   def __call__(self, x_NxHxWxC):
@@ -116,6 +125,8 @@ class ConvBlock(nn.Module):
     bias = self.param('bias', nn.initializers.zeros, (self.width,))
     x_NxHxWxC, kernel, scale, bias = nn.dtypes.promote_dtype(
         x_NxHxWxC, kernel, scale, bias)
+    if self.fold_norm and 9 * x_NxHxWxC.shape[-1] <= self.width:
+      return self._folded(x_NxHxWxC, kernel, scale, bias)
     y_NxHxWxD = self.conv(x_NxHxWxC, kernel, self.stride)
     mean_D, var_D = batch_moments(y_NxHxWxD)
     mul_D = scale * lax.rsqrt(var_D + self.epsilon)
@@ -131,6 +142,29 @@ class ConvBlock(nn.Module):
     sign = lax.stop_gradient(jnp.where(mul >= 0, 1, -1).astype(mul.dtype))
     signed_max_NxhxwxD = signed_max_pool_2x2(y_NxHxWxD, sign.reshape(-1))
     return self.activation(signed_max_NxhxwxD * (sign * mul) + add)
+
+  def _folded(self, x_NxHxWxC, kernel, scale, bias):
+    """The same block with batch norm folded into the conv's weights.
+
+    For inputs with few channels (9C <= D, a first layer) the batch
+    statistics come from the input patches (`conv_ops.conv_output_moments`),
+    so the block is conv(x, kernel * mul) + add followed by the activation
+    and the pool: no reductions over the full-resolution output, and its
+    gradient reaches the parameters through the conv's weight gradient and
+    one sum. For monotone activations the pool goes first (max(act(u)) =
+    act(max(u)); the folded multiplier's sign is in the weights already).
+    """
+    mean_D, var_D = conv_ops.conv_output_moments(x_NxHxWxC, kernel,
+                                                 self.stride)
+    mul_D = scale * lax.rsqrt(var_D + self.epsilon)
+    folded_kernel = kernel * _per_channel(mul_D)
+    pre = self.conv(x_NxHxWxC, folded_kernel, self.stride) + _per_channel(
+        bias - mean_D * mul_D)
+    if not self.pool:
+      return self.activation(pre)
+    if any(self.activation is f for f in MONOTONE):
+      return self.activation(max_pool_2x2(pre))
+    return max_pool_2x2(self.activation(pre))
 
 
 class Conv4(nn.Module):
@@ -150,6 +184,10 @@ class Conv4(nn.Module):
       function for the monotone activations in `MONOTONE`, 4x fewer values
       to normalise; no faster on XLA:CPU in the end, see NOTES_conv.md).
     epsilon: batch-norm epsilon added to the variance.
+    fold_norm: fold the batch norm of blocks whose input has few channels
+      (9C <= width: the first block on grey images) into their conv, the
+      statistics taken from the input patches (`ConvBlock._folded`). The
+      same function; a 5-way 1-shot MAML step on CPU ran ~5-10 % faster.
   """
   num_classes: int
   width: int = 64
@@ -159,6 +197,7 @@ class Conv4(nn.Module):
   conv: Union[str, Callable] = 'auto'
   pool_before_norm: bool = False
   epsilon: float = 1e-5
+  fold_norm: bool = True
 
   @nn.compact
   def __call__(self, x_BxHxWxC):
@@ -176,7 +215,7 @@ class Conv4(nn.Module):
                     pool_first=self.pool_before_norm,
                     activation=self.activation,
                     conv=conv_ops.get_conv(self.conv), epsilon=self.epsilon,
-                    name=f'block{i}')(x)
+                    fold_norm=self.fold_norm, name=f'block{i}')(x)
     if self.strided:
       features_BxF = jnp.mean(x, axis=(1, 2))
     else:

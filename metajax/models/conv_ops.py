@@ -56,11 +56,34 @@ def conv_im2col(x_NxHxWxC, w_3x3xCxD, stride=1):
   one batched matmul per conv (and per gradient), which suits GPUs' batched
   GEMMs; on CPU `conv3x3` is faster (benchmarks/NOTES_conv.md).
   """
-  out_hw = _out_hw((None,) + x_NxHxWxC.shape, stride)
-  cols = jnp.stack(_taps(x_NxHxWxC, stride, out_hw), -2)
-  cols = cols.reshape(cols.shape[:3] + (-1,))
+  cols = input_patches(x_NxHxWxC, stride)
   return jnp.einsum('nhwk,kd->nhwd', cols,
                     w_3x3xCxD.reshape(-1, w_3x3xCxD.shape[-1]))
+
+
+def input_patches(x_NxHxWxC, stride=1):
+  """The 9 taps under each output position, [N, Ho, Wo, 9C] (tap-major)."""
+  out_hw = _out_hw((None,) + x_NxHxWxC.shape, stride)
+  cols = jnp.stack(_taps(x_NxHxWxC, stride, out_hw), -2)
+  return cols.reshape(cols.shape[:3] + (-1,))
+
+
+def conv_output_moments(x_NxHxWxC, w_3x3xCxD, stride=1):
+  """Per-channel mean and biased variance of `conv_reference(x, w, stride)`.
+
+  Over N and the output positions, from the 9C-dimensional input patches p
+  without forming the output y = p @ w: mean = E[p] @ w and
+  var = w^T Cov[p] w (centered, so no E[y^2] - E[y]^2 cancellation). Cheap
+  when 9C is small (a first layer on grey images: 9 against 64 filters).
+  """
+  cols = input_patches(x_NxHxWxC, stride)
+  cols_MxK = cols.reshape(-1, cols.shape[-1])
+  w_KxD = w_3x3xCxD.reshape(-1, w_3x3xCxD.shape[-1])
+  mean_K = jnp.mean(cols_MxK, axis=0)
+  centered = cols_MxK - mean_K[None]
+  cov_KxK = centered.T @ centered / cols_MxK.shape[0]
+  var_D = jnp.einsum('kd,kl,ld->d', w_KxD, cov_KxK, w_KxD)
+  return mean_K @ w_KxD, jnp.maximum(var_D, 0.)
 
 
 CONVS = {'fast': conv3x3, 'reference': conv_reference, 'im2col': conv_im2col}
