@@ -151,20 +151,21 @@ class ConvBlock(nn.Module):
     so the block is conv(x, kernel * mul) + add followed by the activation
     and the pool: no reductions over the full-resolution output, and its
     gradient reaches the parameters through the conv's weight gradient and
-    one sum. For monotone activations the pool goes first (max(act(u)) =
-    act(max(u)); the folded multiplier's sign is in the weights already).
+    one sum. For monotone activations the pool goes first, before the
+    offset too (max(act(u + b)) = act(max(u) + b), also in floating point;
+    the folded multiplier's sign is in the weights already), so nothing but
+    the conv touches the full resolution.
     """
     mean_D, var_D = conv_ops.conv_output_moments(x_NxHxWxC, kernel,
                                                  self.stride)
     mul_D = scale * lax.rsqrt(var_D + self.epsilon)
-    folded_kernel = kernel * _per_channel(mul_D)
-    pre = self.conv(x_NxHxWxC, folded_kernel, self.stride) + _per_channel(
-        bias - mean_D * mul_D)
+    y = self.conv(x_NxHxWxC, kernel * _per_channel(mul_D), self.stride)
+    add = _per_channel(bias - mean_D * mul_D)
     if not self.pool:
-      return self.activation(pre)
+      return self.activation(y + add)
     if any(self.activation is f for f in MONOTONE):
-      return self.activation(max_pool_2x2(pre))
-    return max_pool_2x2(self.activation(pre))
+      return self.activation(max_pool_2x2(y) + add)
+    return max_pool_2x2(self.activation(y + add))
 
 
 class Conv4(nn.Module):
