@@ -145,6 +145,52 @@ def test_max_pool_value_and_one_hot_gradient():
   assert float(jnp.sum(ties)) == 4.
 
 
+@pytest.mark.parametrize('conv_name', ['fast', 'im2col'])
+@pytest.mark.parametrize('cin,hw', [(1, (6, 8)), (3, (7, 5))])
+def test_max_pooled_conv_equals_the_pool_of_the_conv(x64, conv_name, cin, hw):
+  x, w, vx, vw = _arrays(8, (2,) + hw + (cin,), (3, 3, cin, 12),
+                         (2,) + hw + (cin,), (3, 3, cin, 12))
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def values_and_derivatives(pooled_conv):
+    loss = lambda x, w: jnp.sum(jnp.sin(pooled_conv(x, w)) ** 2)
+    grad = jax.grad(loss, (0, 1))
+    forward_over_reverse = jax.jvp(grad, (x, w), (vx, vw))[1]
+    reverse_over_reverse = jax.grad(lambda x, w: sum(
+        jnp.vdot(g, v) for g, v in zip(grad(x, w), (vx, vw))), (0, 1))(x, w)
+    return (pooled_conv(x, w), grad(x, w), forward_over_reverse,
+            reverse_over_reverse)
+
+  conv = conv_ops.CONVS[conv_name]
+  fused = values_and_derivatives(
+      lambda x, w: conv_ops.max_pooled_conv3x3(x, w, conv))
+  plain = values_and_derivatives(
+      lambda x, w: max_pool_2x2(conv_ops.conv_reference(x, w)))
+  assert fused[0].shape == (2, hw[0] // 2, hw[1] // 2, 12)
+  _close(fused, plain)
+
+
+def test_max_pooled_conv_under_vmap_and_on_ties():
+  # Per-task kernels (the vmapped inner loop), binary images whose empty
+  # patches tie at exactly 0: the derivative takes each window's first
+  # maximal element, as max_pool_2x2's does (not a split between ties).
+  x = (jax.random.uniform(jax.random.PRNGKey(0), (3, 4, 8, 8, 1)) < 0.2
+       ).astype(jnp.float32)
+  w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 3, 1, 16))
+  v = jax.random.normal(jax.random.PRNGKey(2), (3, 4, 4, 4, 16))
+
+  def grads(pooled_conv):
+    loss = lambda x, w, v: jnp.vdot(pooled_conv(x, w), v)
+    return jax.jit(jax.vmap(jax.grad(loss, (0, 1))))(x, w, v)
+
+  fused = grads(conv_ops.max_pooled_conv3x3)
+  plain = grads(lambda x, w: max_pool_2x2(conv_ops.conv3x3(x, w)))
+  np.testing.assert_allclose(fused[1], plain[1], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(fused[0], plain[0], rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match='C = 1'):
+    conv_ops.max_pooled_conv3x3(x[0], jnp.ones((3, 3, 2, 4)))
+
+
 def test_batch_moments_match_numpy():
   y = 30. + jax.random.normal(jax.random.PRNGKey(0), (8, 5, 5, 3))
   mean, var = batch_moments(y)

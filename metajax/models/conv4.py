@@ -153,18 +153,26 @@ class ConvBlock(nn.Module):
     gradient reaches the parameters through the conv's weight gradient and
     one sum. For monotone activations the pool goes first, before the
     offset too (max(act(u + b)) = act(max(u) + b), also in floating point;
-    the folded multiplier's sign is in the weights already), so nothing but
-    the conv touches the full resolution.
+    the folded multiplier's sign is in the weights already), and for stride
+    1 the pooled conv is `conv_ops.max_pooled_conv3x3`, so the forward pass
+    never forms the full-resolution output (its derivative is the conv's).
     """
     mean_D, var_D = conv_ops.conv_output_moments(x_NxHxWxC, kernel,
                                                  self.stride)
     mul_D = scale * lax.rsqrt(var_D + self.epsilon)
-    y = self.conv(x_NxHxWxC, kernel * _per_channel(mul_D), self.stride)
+    folded_kernel = kernel * _per_channel(mul_D)
     add = _per_channel(bias - mean_D * mul_D)
+    if self.pool and any(self.activation is f for f in MONOTONE):
+      if self.stride == 1:
+        pooled = conv_ops.max_pooled_conv3x3(x_NxHxWxC, folded_kernel,
+                                             self.conv)
+      else:
+        pooled = max_pool_2x2(self.conv(x_NxHxWxC, folded_kernel,
+                                        self.stride))
+      return self.activation(pooled + add)
+    y = self.conv(x_NxHxWxC, folded_kernel, self.stride)
     if not self.pool:
       return self.activation(y + add)
-    if any(self.activation is f for f in MONOTONE):
-      return self.activation(max_pool_2x2(y) + add)
     return max_pool_2x2(self.activation(y + add))
 
 

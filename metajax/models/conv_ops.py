@@ -22,10 +22,14 @@ the weight gradient. Elsewhere they lower to what vmap of the reference gives
 (plain slices and batched matmuls under vmap): `get_conv('auto')`, the Conv4
 default, picks `conv3x3` on CPU and `conv_im2col` on other backends.
 """
+import functools
+
 import jax
 from jax import lax
 import jax.numpy as jnp
+import numpy as np
 from jax.extend import core as jex_core
+from jax.custom_derivatives import SymbolicZero
 from jax.interpreters import ad
 from jax.interpreters import batching
 from jax.interpreters import mlir
@@ -84,6 +88,99 @@ def conv_output_moments(x_NxHxWxC, w_3x3xCxD, stride=1):
   cov_KxK = centered.T @ centered / cols_MxK.shape[0]
   var_D = jnp.einsum('kd,kl,ld->d', w_KxD, cov_KxK, w_KxD)
   return mean_K @ w_KxD, jnp.maximum(var_D, 0.)
+
+
+def max_pooled_conv3x3(x_NxHxWxC, w_3x3xCxD, conv=conv3x3):
+  """`max_pool_2x2(conv(x, w, 1))` (3x3 'SAME' conv, stride 1; 2x2 windows,
+  stride 2, odd trailing rows/columns dropped) without forming the
+  full-resolution conv output in the forward pass, for inputs with few
+  channels. `conv(x, w, stride)` is any of this module's convs.
+
+  Each pooled value is the largest of its window's four conv outputs, each
+  a 9C-term sum over the input; those sums run elementwise, so the forward
+  pass reads x and writes only the pooled output (a first layer on grey
+  images: 9 multiply-adds per conv output against 64 filters, where the
+  conv as a matmul is bound by writing its output). The derivative is the
+  conv's (`conv`, at full resolution, and its transposes) at the first
+  maximal element of each window, the one `max_pool_2x2`'s derivative
+  takes; that element's index is the argmax of a reduction, which XLA
+  computes once rather than fusing it into every full-resolution use. So
+  first and higher derivatives are the plain composition's.
+  """
+  x_NxHxWxC, w_3x3xCxD = jnp.asarray(x_NxHxWxC), jnp.asarray(w_3x3xCxD)
+  if w_3x3xCxD.shape[:3] != (3, 3, x_NxHxWxC.shape[-1]):
+    raise ValueError(f'max_pooled_conv3x3 wants a [3, 3, C, D] kernel with '
+                     f'C = {x_NxHxWxC.shape[-1]} (the input channels), got '
+                     f'{w_3x3xCxD.shape}.')
+  return _max_pooled(conv, x_NxHxWxC, w_3x3xCxD)[0]
+
+
+def _window_values(x_NxHxWxC, w_3x3xCxD):
+  """The conv outputs at the four positions (py, px) of each 2x2 window."""
+  _, h, w, c = x_NxHxWxC.shape
+  out_h, out_w = h // 2, w // 2
+  x_pad = jnp.pad(x_NxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  values = []
+  for py in (0, 1):
+    for px in (0, 1):
+      total = 0.
+      for i in range(3):
+        for j in range(3):
+          rows = slice(py + i, py + i + 2 * out_h - 1, 2)
+          cols = slice(px + j, px + j + 2 * out_w - 1, 2)
+          tap = x_pad[:, rows, cols]
+          for k in range(c):  # broadcast multiply-adds; no dot to materialise
+            total = total + tap[..., k:k + 1] * w_3x3xCxD[i, j, k][
+                None, None, None]
+      values.append(total)
+  return values
+
+
+def _first_max(values):
+  """The largest of the four values and the index (0-3) of the first one.
+
+  One reduction over a stacked axis: XLA computes it once, where an
+  elementwise maximum would be recomputed inside each of its consumers.
+  """
+  stacked = jnp.stack(values, -1)
+  index = lax.broadcasted_iota(jnp.int32, stacked.shape, stacked.ndim - 1)
+
+  def first_max(a, b):
+    (a_value, a_index), (b_value, b_index) = a, b
+    take_a = (a_value > b_value) | ((a_value == b_value) & (a_index < b_index))
+    return (jnp.where(take_a, a_value, b_value),
+            jnp.where(take_a, a_index, b_index))
+
+  init = (jnp.array(-jnp.inf, stacked.dtype), jnp.array(0, jnp.int32))
+  return lax.reduce((stacked, index), init, first_max, (stacked.ndim - 1,))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _max_pooled(conv, x_NxHxWxC, w_3x3xCxD):
+  """(pooled values, index of each window's first maximal element)."""
+  return _first_max(_window_values(x_NxHxWxC, w_3x3xCxD))
+
+
+def _max_pooled_jvp(conv, primals, tangents):
+  x, w = primals
+  tx, tw = tangents
+  pooled, index = _max_pooled(conv, x, w)
+  index_tangent = np.zeros(index.shape, jax.dtypes.float0)
+  terms = [conv(x, tw, 1)] if type(tw) is not SymbolicZero else []
+  if type(tx) is not SymbolicZero:
+    terms.append(conv(tx, w, 1))
+  if not terms:
+    return (pooled, index), (jnp.zeros_like(pooled), index_tangent)
+  ty = sum(terms[1:], terms[0])
+  n, h, wd, d = ty.shape
+  ty = ty[:, :h // 2 * 2, :wd // 2 * 2].reshape(n, h // 2, 2, wd // 2, 2, d)
+  t00, t01, t10, t11 = (ty[:, :, i, :, j] for i in (0, 1) for j in (0, 1))
+  t_pooled = jnp.where(index == 0, t00, jnp.where(
+      index == 1, t01, jnp.where(index == 2, t10, t11)))
+  return (pooled, index), (t_pooled, index_tangent)
+
+
+_max_pooled.defjvp(_max_pooled_jvp, symbolic_zeros=True)
 
 
 CONVS = {'fast': conv3x3, 'reference': conv_reference, 'im2col': conv_im2col}
