@@ -59,15 +59,15 @@ def test_the_users_xla_flags_win(monkeypatch):
 
 
 @cpu_only
-def test_conv_weight_gradient_products_run_outside_ynnpack():
-  # conv_ops writes them as 1x1 convolutions, which XLA:CPU turns into its
-  # own (two-thread) dots after choosing YNNPACK's (one-thread) dots.
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_weight_gradient_is_one_convolution_outside_ynnpack(stride):
+  # conv_ops writes it as the backprop-filter convolution (XLA's own
+  # two-thread kernel under metajax's options), not as shifted products.
   options = xla_options.compiler_options()
   if not options:
     pytest.skip("this jaxlib does not take the option (or XLA_FLAGS sets it)")
-  x, dy = jnp.ones((2, 3, 6, 6, 8)), jnp.ones((2, 3, 6, 6, 8))
-  wgrad = lambda x, dy: conv_ops.wgrad_p.bind(x, dy, stride=1)
+  x, dy = jnp.ones((2, 3, 6, 6, 8)), jnp.ones((2, 3, 6 // stride, 6 // stride, 8))
+  wgrad = lambda x, dy: conv_ops.wgrad_p.bind(x, dy, stride=stride)
   hlo = _optimized_hlo(wgrad, x, dy, options=options)
-  assert " dot(" in hlo and "__ynn_fusion" not in hlo
-  a_t, b = jnp.ones((8, 108)), jnp.ones((108, 8))  # the same product, a dot:
-  assert "__ynn_fusion" in _optimized_hlo(jnp.matmul, a_t, b, options=options)
+  assert hlo.count(" convolution(") == 1, hlo
+  assert " dot(" not in hlo and "__ynn_fusion" not in hlo

@@ -15,9 +15,9 @@ conv_p with the flipped kernel), so every order of forward and reverse
 differentiation stays on them, and their batching rules fold a vmapped axis
 into T (or into N when the weights are shared). On CPU each is lowered to the
 fastest kernel measured for its shape (benchmarks/NOTES_conv.md): XLA's own
-convolution per task (lax.map; lhs-dilated for tconv_p) for wide inputs, one
-batched im2col matmul for inputs with few channels, and 9 shifted matmuls for
-the weight gradient. Elsewhere they lower to what vmap of the reference gives
+convolution per task (lax.map; lhs-dilated for tconv_p; for wgrad_p the
+backprop-filter convolution, batch and feature axes swapped) for wide
+inputs, and one batched im2col matmul for inputs with few channels. Elsewhere they lower to what vmap of the reference gives
 (grouped convolutions), which an H200 ran 1.6-11x slower than `conv_im2col`
 (plain slices and batched matmuls under vmap): `get_conv('auto')`, the Conv4
 default, picks `conv3x3` on CPU and `conv_im2col` on other backends.
@@ -251,42 +251,27 @@ def _conv_kernel(x_TxNxHxWxC, w_Tx3x3xCxD, stride):
                  (x_TxNxHxWxC, w_Tx3x3xCxD))
 
 
-def _eigen_dot(a_KxM, b_MxD):
-  """a @ b written as a 1x1 convolution (see `_wgrad_one`)."""
-  k, m = a_KxM.shape
-  out = lax.conv_general_dilated(a_KxM.reshape(k, 1, 1, m),
-                                 b_MxD.reshape(1, 1, m, -1), (1, 1), 'VALID',
-                                 dimension_numbers=_DIMS)
-  return out.reshape(k, -1)
-
-
 def _wgrad_one(x_NxHxWxC, dy_NxHoxWoxD, stride):
-  """dw[i, j] = taps(x)[i, j]^T dy: 9 products that contract N*Ho*Wo rows.
+  """dw[i, j] = taps(x)[i, j]^T dy, as one convolution (XLA's own kernel).
 
-  For stride 1 a scan over the 9 shifts of the padded dy (shifting dy rather
-  than x measured ~1.5x faster) keeps each shifted copy in cache for its
-  product. Each product is a 1x1 convolution: XLA:CPU rewrites it into a dot
-  after it has picked the dots for YNNPACK, so it runs in XLA's own (Eigen)
-  matmul, which splits the long contraction over both cores, where a
-  YNNPACK dot runs on one (1.3-1.7x faster at Conv4's shapes,
-  benchmarks/NOTES_conv.md).
+  dw[i, j, c, d] = sum_{n,h,w} x_pad[n, oh + i + s h, ow + j + s w, c]
+  dy[n, h, w, d] is a 'VALID' convolution of the padded input, read as a
+  batch of C images with N channels, by dy as an N -> D kernel dilated by
+  the stride, which leaves a 3x3 output: the backprop-filter convolution.
+  XLA:CPU's Eigen kernel runs it 1.15-1.5x faster than the nine shifted
+  products it replaced (1x1-convolution dots in a scan) at every Conv4
+  shape, transposes included (benchmarks/NOTES_conv.md).
   """
-  if stride == 1:
-    n, h, w, d = dy_NxHoxWoxD.shape
-    x_CxM = x_NxHxWxC.reshape(-1, x_NxHxWxC.shape[-1]).T
-    dy_pad = jnp.pad(dy_NxHoxWoxD, ((0, 0), (1, 1), (1, 1), (0, 0)))
-
-    def shift_product(_, tap):
-      i, j = tap // 3, tap % 3
-      dy_ij = lax.dynamic_slice(dy_pad, (0, 2 - i, 2 - j, 0), (n, h, w, d))
-      return None, _eigen_dot(x_CxM, dy_ij.reshape(-1, d))
-
-    _, dw = lax.scan(shift_product, None, jnp.arange(9))
-    return dw.reshape((3, 3) + dw.shape[1:])
-  pairs = [(tap, dy_NxHoxWoxD) for tap in
-           _taps(x_NxHxWxC, stride, dy_NxHoxWoxD.shape[1:3])]
-  dw = [jnp.einsum('nhwc,nhwd->cd', a, b) for a, b in pairs]
-  return jnp.stack(dw).reshape((3, 3) + dw[0].shape)
+  (_, h, w, _), (_, out_h, out_w, _) = x_NxHxWxC.shape, dy_NxHoxWoxD.shape
+  x_pad = jnp.pad(x_NxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  oh, ow = _offset(h, stride), _offset(w, stride)
+  x_window = x_pad[:, oh:oh + stride * (out_h - 1) + 3,
+                   ow:ow + stride * (out_w - 1) + 3]
+  dw_Cx3x3xD = lax.conv_general_dilated(
+      jnp.transpose(x_window, (3, 1, 2, 0)),
+      jnp.transpose(dy_NxHoxWoxD, (1, 2, 0, 3)), (1, 1), 'VALID',
+      rhs_dilation=(stride, stride), dimension_numbers=_DIMS)
+  return jnp.transpose(dw_Cx3x3xD, (1, 2, 0, 3))
 
 
 def _wgrad_kernel(x_TxNxHxWxC, dy_TxNxHoxWoxD, stride):
