@@ -66,7 +66,8 @@ def test_conv_weight_gradient_is_one_convolution_outside_ynnpack(stride):
   options = xla_options.compiler_options()
   if not options:
     pytest.skip("this jaxlib does not take the option (or XLA_FLAGS sets it)")
-  x, dy = jnp.ones((2, 3, 6, 6, 8)), jnp.ones((2, 3, 6 // stride, 6 // stride, 8))
+  x = jnp.ones((2, 3, 6, 6, 8))
+  dy = jnp.ones((2, 3, 6 // stride, 6 // stride, 8))
   wgrad = lambda x, dy: conv_ops.wgrad_p.bind(x, dy, stride=stride)
   hlo = _optimized_hlo(wgrad, x, dy, options=options)
   assert hlo.count(" convolution(") == 1, hlo

@@ -17,8 +17,9 @@ into T (or into N when the weights are shared). On CPU each is lowered to the
 fastest kernel measured for its shape (benchmarks/NOTES_conv.md): XLA's own
 convolution per task (lax.map; lhs-dilated for tconv_p; for wgrad_p the
 backprop-filter convolution, batch and feature axes swapped) for wide
-inputs, and one batched im2col matmul for inputs with few channels. Elsewhere they lower to what vmap of the reference gives
-(grouped convolutions), which an H200 ran 1.6-11x slower than `conv_im2col`
+inputs, and one batched im2col matmul for inputs with few channels.
+Elsewhere they lower to what vmap of the reference gives (grouped
+convolutions), which an H200 ran 1.6-11x slower than `conv_im2col`
 (plain slices and batched matmuls under vmap): `get_conv('auto')`, the Conv4
 default, picks `conv3x3` on CPU and `conv_im2col` on other backends.
 """
@@ -27,12 +28,12 @@ import functools
 import jax
 from jax import lax
 import jax.numpy as jnp
-import numpy as np
-from jax.extend import core as jex_core
 from jax.custom_derivatives import SymbolicZero
+from jax.extend import core as jex_core
 from jax.interpreters import ad
 from jax.interpreters import batching
 from jax.interpreters import mlir
+import numpy as np
 
 _DIMS = ('NHWC', 'HWIO', 'NHWC')
 
