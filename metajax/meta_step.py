@@ -103,7 +103,12 @@ def make_meta_step(
     outer_optimizer: optax optimizer of the meta-parameters.
     task_sampler: optional `fn(key) -> TaskBatch` run inside the step with
       the key `fold_in(fold_in(state.key, state.step), 0)`. With a sampler the
-      step is `step(state)`; without, `step(state, tasks)`.
+      step is `step(state)`; without, `step(state, tasks)`. A jitted
+      unfused step draws the NEXT step's tasks inside each call, beside the
+      meta-gradient instead of before it, and keeps them for the state it
+      returned: called with that state it uses them, with any other state
+      it draws its tasks first. The tasks of a step depend only on
+      `(state.key, state.step)`, so the results are the same either way.
     steps_per_call: fuse this many meta-steps into one compiled call with a
       `lax.scan` (needs `task_sampler`, which then draws all the fused
       steps' tasks at once, vmapped over their keys); metrics then have a
@@ -135,32 +140,67 @@ def make_meta_step(
                     compiler_options=xla_options.compiler_options())
             if jit else update)
 
-  def sampled_steps(state, sampler):
-    def tasks_of_step(step):
-      return sampler(jax.random.fold_in(jax.random.fold_in(state.key, step), 0))
+  def tasks_of_step(key, step, sampler):
+    return sampler(jax.random.fold_in(jax.random.fold_in(key, step), 0))
 
-    if steps_per_call == 1:
-      return update(state, tasks_of_step(state.step))
+  def fused_steps(state, sampler):
     # Every fused step's tasks are drawn up front by one vmapped sampler call
     # (the same tasks, key for key, as drawing them inside each step, at a
     # fraction of the per-step dispatch cost); the scan then consumes them.
     steps = state.step + jnp.arange(steps_per_call, dtype=state.step.dtype)
-    return jax.lax.scan(update, state, jax.vmap(tasks_of_step)(steps))
+    tasks = jax.vmap(lambda s: tasks_of_step(state.key, s, sampler))(steps)
+    return jax.lax.scan(update, state, tasks)
+
+  def prefetching_step(state, tasks, sampler):
+    # This step's tasks come in; the next step's are drawn here, where they
+    # depend on nothing this step computes, so XLA runs the sampler beside
+    # the meta-gradient instead of before it.
+    next_tasks = tasks_of_step(state.key, state.step + 1, sampler)
+    state, metrics = update(state, tasks)
+    return state, next_tasks, metrics
 
   if not jit:
-    return lambda state: sampled_steps(state, task_sampler)
+    if steps_per_call > 1:
+      return lambda state: fused_steps(state, task_sampler)
+    return lambda state: update(
+        state, tasks_of_step(state.key, state.step, task_sampler))
   # The sampler is an argument of the jitted function, not a closure: a
   # `jax.tree_util.Partial` holding a dataset's arrays then feeds them as
   # inputs instead of baking them into the program as constants.
   sampler = (task_sampler if isinstance(task_sampler, jax.tree_util.Partial)
              else jax.tree_util.Partial(task_sampler))
-  compiled = jax.jit(sampled_steps, donate_argnums=0,
-                     compiler_options=xla_options.compiler_options())
+  options = xla_options.compiler_options()
+  if steps_per_call > 1:
+    compiled = jax.jit(fused_steps, donate_argnums=0,
+                       compiler_options=options)
 
-  def step(state):
-    return compiled(state, sampler)
+    def step(state):
+      return compiled(state, sampler)
+
+    step.lower = lambda state: compiled.lower(state, sampler)
+  else:
+    compiled = jax.jit(prefetching_step, donate_argnums=(0, 1),
+                       compiler_options=options)
+    first_tasks = jax.jit(tasks_of_step, compiler_options=options)
+    # The tasks drawn for the state this step last returned. Tasks are a
+    # function of (key, step) alone, so a call with that very state object
+    # (immutable) may use them; any other state gets its tasks drawn first.
+    prefetched = {"state": None, "tasks": None}
+
+    def step(state):
+      if state is prefetched["state"]:
+        tasks = prefetched["tasks"]
+      else:
+        tasks = first_tasks(state.key, state.step, sampler)
+      prefetched.update(state=None, tasks=None)  # both are donated below
+      state, next_tasks, metrics = compiled(state, tasks, sampler)
+      prefetched.update(state=state, tasks=next_tasks)
+      return state, metrics
+
+    step.lower = lambda state: compiled.lower(
+        state, first_tasks(state.key, state.step, sampler), sampler)
+    step.prefetched = prefetched
 
   step.jitted = compiled
-  step.lower = lambda state: compiled.lower(state, sampler)
   step.cache_size = compiled._cache_size  # pylint: disable=protected-access
   return step

@@ -77,6 +77,24 @@ def test_fused_meta_steps_equal_single_steps():
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_prefetched_tasks_equal_the_tasks_drawn_for_any_other_state():
+  # Each unfused call draws the next step's tasks and keeps them for the state
+  # it returned. Called with that state the step uses them; called with a copy
+  # (another object) it draws the tasks first. Same results, bit for bit.
+  config = _tiny_config()
+  chained, copied = train.build_run(config), train.build_run(config)
+  copy = lambda state: jax.tree.map(jnp.copy, state)
+  a, b = chained.state, copied.state
+  for _ in range(4):
+    a, metrics_a = chained.step_fn(a)
+    assert chained.step_fn.prefetched["state"] is a
+    b, metrics_b = copied.step_fn(copy(b))
+    assert _leaves_equal((a.params, a.opt_state, metrics_a),
+                         (b.params, b.opt_state, metrics_b))
+  assert int(a.step) == int(b.step) == 4
+  assert chained.step_fn.cache_size() == 1
+
+
 def test_meta_training_lowers_the_post_adaptation_loss():
   config = _tiny_config(num_meta_steps=300, steps_per_call=10, hidden_sizes=(20,))
   run = train.build_run(config)
