@@ -10,7 +10,8 @@ import pytest
 
 from benchmarks import conv_formulations
 from metajax.models import conv_ops
-from metajax.models.conv4 import Conv4, ConvBlock, batch_moments, max_pool_2x2
+from metajax.models.conv4 import (Conv4, ConvBlock, batch_moments,
+                                  max_pool_2x2, signed_max_pool_2x2)
 
 # (input channels, filters): 9 * 1 <= 16 takes the batched-im2col kernels,
 # 9 * 3 > 4 the per-task XLA conv (lax.map) and shifted-matmul kernels.
@@ -143,6 +144,25 @@ def test_max_pool_value_and_one_hot_gradient():
   ties = jax.grad(lambda x: jnp.sum(max_pool_2x2(x)))(jnp.zeros((1, 4, 4, 1)))
   np.testing.assert_array_equal(ties[0, ::2, ::2, 0], 1.)  # one per window
   assert float(jnp.sum(ties)) == 4.
+
+
+def test_signed_max_pool_is_the_pool_of_the_signed_input():
+  # Per channel max (sign +1) or -min (sign -1); the gradient is one-hot on
+  # the window's first maximal element of x * sign, ties included.
+  x = jax.random.normal(jax.random.PRNGKey(2), (2, 5, 6, 3))
+  x = x.at[0, :2, :2, 1].set(0.5)  # a tied window in a sign -1 channel
+  sign = jnp.array([1., -1., 1.])
+  signed = lambda x: x * sign.reshape(1, 1, 1, 3)
+  window = lambda x: lax.reduce_window(
+      x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
+  v = jax.random.normal(jax.random.PRNGKey(3), (2, 2, 3, 3))
+  np.testing.assert_array_equal(signed_max_pool_2x2(x, sign),
+                                window(signed(x)))
+  grad = jax.grad(lambda x: jnp.vdot(signed_max_pool_2x2(x, sign), v))(x)
+  np.testing.assert_array_equal(
+      grad, jax.grad(lambda x: jnp.vdot(window(signed(x)), v))(x))
+  np.testing.assert_array_equal(grad[0, :2, :2, 1],
+                                [[-v[0, 0, 0, 1], 0.], [0., 0.]])
 
 
 @pytest.mark.parametrize('conv_name', ['fast', 'im2col'])

@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
+import numpy as np
 
 from metajax.models import conv_ops
 
@@ -42,40 +43,37 @@ def max_pool_2x2(x_NxHxWxC):
   return signed_max_pool_2x2(x_NxHxWxC, jnp.ones((), x_NxHxWxC.dtype))
 
 
-@jax.custom_jvp
 def signed_max_pool_2x2(x_NxHxWxC, sign_C):
   """max-pool of `x * sign` (sign +-1 per channel, not differentiated).
 
-  The forward pass reads x directly (max or -min per channel), measured
-  faster than pooling a stored `x * sign`, as elementwise maxima of the four
-  window slices: as a reduction, XLA:CPU fused it with the folded first
-  block's producers into a YNNPACK reduction that took 770 ms.
+  Each pooled value is the largest of its window's four, and its derivative
+  that of the window's first maximal element (reduce_window's rule; its own
+  select_and_scatter gradient is slow on XLA:CPU). The element's index is
+  the argmax output of the same variadic reduction that gives the value
+  (`conv_ops.first_max`), so XLA computes it once; picking the tangent by
+  pairwise comparisons, as before, let XLA recompute them inside each
+  full-resolution use (5-way 1-step meta-step ~2-4 % slower). An index
+  always selects exactly one element, even where XLA would round a
+  recomputed primal differently.
   """
-  x_w = _windows(x_NxHxWxC)
-  x00, x01, x10, x11 = (x_w[:, :, i, :, j] for i in (0, 1) for j in (0, 1))
-  top = jnp.maximum(jnp.maximum(x00, x01), jnp.maximum(x10, x11))
-  bottom = jnp.minimum(jnp.minimum(x00, x01), jnp.minimum(x10, x11))
-  return jnp.where(_per_channel(sign_C) > 0, top, -bottom)
+  return _signed_max_pool(x_NxHxWxC, lax.stop_gradient(sign_C))[0]
 
 
-@signed_max_pool_2x2.defjvp
-def _signed_max_pool_2x2_jvp(primals, tangents):
-  # The tangent of the first maximal element of each window, picked by
-  # pairwise comparisons: always exactly one element per window, even if XLA
-  # rounds a recomputed primal differently from the forward pass (an equality
-  # test against the pooled value can then select none). Cheaper and fully
-  # fusable, unlike reduce_window's select_and_scatter gradient. (Comparing
-  # x with sign-dependent >=/<= instead of forming x * sign measured 6%
-  # slower: XLA then stores the four window slices instead.)
+@jax.custom_jvp
+def _signed_max_pool(x_NxHxWxC, sign_C):
+  """(pooled `x * sign`, index of each window's first maximal element)."""
+  x_w = _windows(x_NxHxWxC * _per_channel(sign_C))
+  return conv_ops.first_max(
+      [x_w[:, :, i, :, j] for i in (0, 1) for j in (0, 1)])
+
+
+@_signed_max_pool.defjvp
+def _signed_max_pool_jvp(primals, tangents):
   x, sign = primals
-  x_w, t_w = _windows(x * _per_channel(sign)), _windows(tangents[0])
-  x00, x01, x10, x11 = (x_w[:, :, i, :, j] for i in (0, 1) for j in (0, 1))
-  t00, t01, t10, t11 = (t_w[:, :, i, :, j] for i in (0, 1) for j in (0, 1))
-  take00 = (x00 >= x01) & (x00 >= x10) & (x00 >= x11)
-  take01 = (x01 >= x10) & (x01 >= x11)
-  t_out = jnp.where(take00, t00,
-                    jnp.where(take01, t01, jnp.where(x10 >= x11, t10, t11)))
-  return signed_max_pool_2x2(x, sign), t_out * _per_channel(sign)
+  pooled, index = _signed_max_pool(x, sign)
+  t_pooled = conv_ops.at_window_index(tangents[0], index)
+  return (pooled, index), (t_pooled * _per_channel(sign),
+                           np.zeros(index.shape, jax.dtypes.float0))
 
 
 def _windows(x_NxHxWxC):

@@ -137,7 +137,7 @@ def _window_values(x_NxHxWxC, w_3x3xCxD):
   return values
 
 
-def _first_max(values):
+def first_max(values):
   """The largest of the four values and the index (0-3) of the first one.
 
   One reduction over a stacked axis: XLA computes it once, where an
@@ -156,10 +156,22 @@ def _first_max(values):
   return lax.reduce((stacked, index), init, first_max, (stacked.ndim - 1,))
 
 
+def at_window_index(y_NxHxWxD, index_NxhxwxD):
+  """The element of each 2x2 window of y (stride 2, odd trailing rows and
+  columns dropped) at `index`: 0-3, row-major, as `first_max` numbers the
+  window's four values."""
+  n, h, w, d = y_NxHxWxD.shape
+  y = y_NxHxWxD[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2,
+                                                     d)
+  y00, y01, y10, y11 = (y[:, :, i, :, j] for i in (0, 1) for j in (0, 1))
+  return jnp.where(index_NxhxwxD == 0, y00, jnp.where(
+      index_NxhxwxD == 1, y01, jnp.where(index_NxhxwxD == 2, y10, y11)))
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _max_pooled(conv, x_NxHxWxC, w_3x3xCxD):
   """(pooled values, index of each window's first maximal element)."""
-  return _first_max(_window_values(x_NxHxWxC, w_3x3xCxD))
+  return first_max(_window_values(x_NxHxWxC, w_3x3xCxD))
 
 
 def _max_pooled_jvp(conv, primals, tangents):
@@ -172,12 +184,7 @@ def _max_pooled_jvp(conv, primals, tangents):
     terms.append(conv(tx, w, 1))
   if not terms:
     return (pooled, index), (jnp.zeros_like(pooled), index_tangent)
-  ty = sum(terms[1:], terms[0])
-  n, h, wd, d = ty.shape
-  ty = ty[:, :h // 2 * 2, :wd // 2 * 2].reshape(n, h // 2, 2, wd // 2, 2, d)
-  t00, t01, t10, t11 = (ty[:, :, i, :, j] for i in (0, 1) for j in (0, 1))
-  t_pooled = jnp.where(index == 0, t00, jnp.where(
-      index == 1, t01, jnp.where(index == 2, t10, t11)))
+  t_pooled = at_window_index(sum(terms[1:], terms[0]), index)
   return (pooled, index), (t_pooled, index_tangent)
 
 
