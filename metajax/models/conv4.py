@@ -62,7 +62,7 @@ def signed_max_pool_2x2(x_NxHxWxC, sign_C):
 @jax.custom_jvp
 def _signed_max_pool(x_NxHxWxC, sign_C):
   """(pooled `x * sign`, index of each window's first maximal element)."""
-  x_w = _windows(x_NxHxWxC * _per_channel(sign_C))
+  x_w = conv_ops.windows_2x2(x_NxHxWxC * _per_channel(sign_C))
   return conv_ops.first_max(
       [x_w[:, :, i, :, j] for i in (0, 1) for j in (0, 1)])
 
@@ -74,12 +74,6 @@ def _signed_max_pool_jvp(primals, tangents):
   t_pooled = conv_ops.at_window_index(tangents[0], index)
   return (pooled, index), (t_pooled * _per_channel(sign),
                            np.zeros(index.shape, jax.dtypes.float0))
-
-
-def _windows(x_NxHxWxC):
-  n, h, w, c = x_NxHxWxC.shape
-  x_NxHxWxC = x_NxHxWxC[:, :h // 2 * 2, :w // 2 * 2]
-  return x_NxHxWxC.reshape(n, h // 2, 2, w // 2, 2, c)
 
 
 def _per_channel(v_C):

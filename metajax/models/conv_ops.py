@@ -156,13 +156,18 @@ def first_max(values):
   return lax.reduce((stacked, index), init, first_max, (stacked.ndim - 1,))
 
 
-def at_window_index(y_NxHxWxD, index_NxhxwxD):
-  """The element of each 2x2 window of y (stride 2, odd trailing rows and
-  columns dropped) at `index`: 0-3, row-major, as `first_max` numbers the
-  window's four values."""
+def windows_2x2(y_NxHxWxD):
+  """[N, H/2, 2, W/2, 2, D]: y's 2x2 windows (stride 2, odd trailing rows and
+  columns dropped); window element (i, j) is `[:, :, i, :, j]`."""
   n, h, w, d = y_NxHxWxD.shape
-  y = y_NxHxWxD[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2,
-                                                     d)
+  y_NxHxWxD = y_NxHxWxD[:, :h // 2 * 2, :w // 2 * 2]
+  return y_NxHxWxD.reshape(n, h // 2, 2, w // 2, 2, d)
+
+
+def at_window_index(y_NxHxWxD, index_NxhxwxD):
+  """The element of each 2x2 window of y (`windows_2x2`) at `index`: 0-3,
+  row-major, as `first_max` numbers the window's four values."""
+  y = windows_2x2(y_NxHxWxD)
   y00, y01, y10, y11 = (y[:, :, i, :, j] for i in (0, 1) for j in (0, 1))
   return jnp.where(index_NxhxwxD == 0, y00, jnp.where(
       index_NxhxwxD == 1, y01, jnp.where(index_NxhxwxD == 2, y10, y11)))
