@@ -144,14 +144,17 @@ def read_flops(path: str) -> dict:
           if r.get("framework") == "metajax" and r.get("flops_per_step")}
 
 
-def run_torch(families, quick: bool, log=print, only: str = "") -> dict:
+def run_torch(families, quick: bool, log=print, only: str = "",
+              max_seconds: float = 30.0) -> dict:
   """The PyTorch rows, from `benchmarks.torch_maml` in a fresh process.
+
+  `max_seconds` bounds each row's timed samples (at least 3 are taken).
 
   Rows arrive one JSON line at a time, so a run stopped early keeps them.
   """
   command = [sys.executable, "-m", "benchmarks.torch_maml", "--problems",
-             ",".join(families), "--rows", only] + (
-                 ["--quick"] if quick else [])
+             ",".join(families), "--rows", only,
+             "--max-seconds", str(max_seconds)] + (["--quick"] if quick else [])
   rows, last, reason = [], "", "no output"
   # PyTorch inherits the suite's environment, huge-page tunable included
   # (metajax/host_memory.py): its torch.func rows ran 3x faster with it.
@@ -176,11 +179,13 @@ def run_torch(families, quick: bool, log=print, only: str = "") -> dict:
 def run_suite(families=("sine",), quick: bool = False, with_torch: bool = False,
               memory_families=("sine",), log=print, memory_steps=None,
               memory_variants=None, checkpoint=None, conv: str = "auto",
-              known_flops=None, only: str = "", dense: str = "auto") -> dict:
+              known_flops=None, only: str = "", dense: str = "auto",
+              torch_seconds: float = 30.0) -> dict:
   """Runs the benchmarks and returns the results dict (see module doc).
 
   `only` keeps the rows (metajax and PyTorch) whose name contains one of
-  its comma-separated parts.
+  its comma-separated parts; `torch_seconds` bounds each PyTorch row's
+  timed samples.
 
   `checkpoint(results)`, if given, is called after every row and part, so
   that a run cut short still leaves what it measured. The PyTorch rows of a
@@ -216,7 +221,7 @@ def run_suite(families=("sine",), quick: bool = False, with_torch: bool = False,
     results["skipped"] += family_skipped
     save()
     if with_torch and not family_skipped:
-      torch_results = run_torch([family], quick, log, only)
+      torch_results = run_torch([family], quick, log, only, torch_seconds)
       results["rows"] += torch_results["rows"]
       results["skipped"] += torch_results["skipped"]
       save()
@@ -245,6 +250,9 @@ def main(argv=None):
       help="output folder (default benchmarks/results/<device>)")
   parser.add_argument("--torch", action="store_true",
                       help="also time PyTorch MAML (needs torch)")
+  parser.add_argument("--torch-seconds", type=float, default=30.0,
+                      help="time budget of each PyTorch row's samples (at "
+                           "least 3 samples; default 30)")
   parser.add_argument("--problems", default=",".join(problems.FAMILIES),
                       help=f"comma-separated subset of {problems.FAMILIES}")
   parser.add_argument("--rows", default="",
@@ -275,6 +283,8 @@ def main(argv=None):
   for family in families + memory_families:
     if family not in problems.FAMILIES:
       parser.error(f"unknown problem {family!r}; expected {problems.FAMILIES}")
+  if args.torch_seconds <= 0:
+    parser.error(f"--torch-seconds must be positive, got {args.torch_seconds}")
   memory_steps = [int(s) for s in args.memory_steps.split(",") if s]
   out = args.out or os.path.join(PACKAGE_DIR, "results", timing.device_slug())
   if args.flops_only:
@@ -290,7 +300,8 @@ def main(argv=None):
                       memory_steps=memory_steps or None,
                       checkpoint=lambda r: report.write_all(r, out),
                       conv=args.conv, known_flops=known_flops,
-                      only=args.rows, dense=args.dense)
+                      only=args.rows, dense=args.dense,
+                      torch_seconds=args.torch_seconds)
   written = [os.path.basename(p) for p in report.write_all(results, out)]
   print(f"wrote {', '.join(written)} into {out}")
   return results

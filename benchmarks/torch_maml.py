@@ -178,9 +178,10 @@ def default_device() -> str:
 
 
 def benchmark(families, quick=False, log=print, on_row=None, device=None,
-              only=""):
+              only="", max_seconds=30.0):
   """`(rows, skipped)`: both formulations on each family's cases (those
-  `problems.select(..., only)` keeps)."""
+  `problems.select(..., only)` keeps); each row times at most 30 samples
+  in about `max_seconds` (at least 3)."""
   device = device or default_device()
   if device.startswith("cuda"):
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -199,7 +200,7 @@ def benchmark(families, quick=False, log=print, on_row=None, device=None,
         maml = TorchMaml(config, formulation, device)
         try:
           summary = time_steps(maml, 1 if quick else 5, 3 if quick else 30,
-                               2.0 if quick else 30.0)
+                               2.0 if quick else max_seconds)
         except RuntimeError as e:  # e.g. vmap over batch-norm statistics
           skipped.append(f"{formulation} {case.name}: {e}".splitlines()[0])
           continue
@@ -232,10 +233,14 @@ def main(argv=None):
                            "comma-separated parts")
   parser.add_argument("--device", default="",
                       help="cpu or cuda (default: cuda when available)")
+  parser.add_argument("--max-seconds", type=float, default=30.0,
+                      help="time budget of one row's samples (at least 3)")
   args = parser.parse_args(argv)
+  if args.max_seconds <= 0:
+    parser.error(f"--max-seconds must be positive, got {args.max_seconds}")
   rows, skipped = benchmark(args.problems.split(","), args.quick,
                             device=args.device or None,
-                            only=args.rows,
+                            only=args.rows, max_seconds=args.max_seconds,
                             log=lambda line: print(line, flush=True),
                             on_row=lambda row: print(ROW + json.dumps(row),
                                                      flush=True))
