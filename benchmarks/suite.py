@@ -29,6 +29,8 @@ import subprocess
 import sys
 import time
 
+import jax
+
 from benchmarks import memory, problems, report, timing
 from metajax import host_memory, xla_options
 from metajax.models import conv_ops, dense_ops
@@ -273,6 +275,10 @@ def main(argv=None):
                            "plain elsewhere; metajax/models/dense_ops.py)")
   parser.add_argument("--flops-only", action="store_true",
                       help="only count FLOPs; writes flops.json into --out")
+  parser.add_argument("--flops-for", default="",
+                      help="with --flops-only: count the program that this "
+                           "backend (e.g. gpu) compiles, where metajax picks "
+                           "formulations by backend; lowered here")
   parser.add_argument("--flops-from", default="",
                       help="a results or flops JSON whose metajax rows give "
                            "the FLOPs of rows of the same name")
@@ -287,8 +293,16 @@ def main(argv=None):
     parser.error(f"--torch-seconds must be positive, got {args.torch_seconds}")
   memory_steps = [int(s) for s in args.memory_steps.split(",") if s]
   out = args.out or os.path.join(PACKAGE_DIR, "results", timing.device_slug())
+  if args.flops_for and not args.flops_only:
+    parser.error("--flops-for needs --flops-only")
+  if args.flops_for:
+    # The backend-dependent choices (conv, dense, fold_norm, pooling, first
+    # inner step) all ask jax.default_backend() while tracing.
+    jax.default_backend = lambda: args.flops_for
   if args.flops_only:
     counts = count_flops(families, args.quick, args.conv, dense=args.dense)
+    counts["backend_choices_for"] = args.flops_for or counts["device"][
+        "platform"]
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, "flops.json")
     with open(path, "w") as f:

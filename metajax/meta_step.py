@@ -94,6 +94,7 @@ def make_meta_step(
     steps_per_call: int = 1,
     nonfinite_policy: str = "stop",
     jit: bool = True,
+    prefetch_tasks: Optional[bool] = None,
 ):
   """Builds the meta-step once.
 
@@ -104,10 +105,10 @@ def make_meta_step(
     task_sampler: optional `fn(key) -> TaskBatch` run inside the step with
       the key `fold_in(fold_in(state.key, state.step), 0)`. With a sampler the
       step is `step(state)`; without, `step(state, tasks)`. A jitted
-      unfused step draws the NEXT step's tasks inside each call, beside the
-      meta-gradient instead of before it, and keeps them for the state it
-      returned: called with that state it uses them, with any other state
-      it draws its tasks first. The tasks of a step depend only on
+      unfused step (on CPU: `prefetch_tasks`) draws the NEXT step's tasks
+      inside each call, beside the meta-gradient instead of before it, and
+      keeps them for the state it returned: called with that state it uses
+      them, with any other state it draws its tasks first. The tasks of a step depend only on
       `(state.key, state.step)`, so the results are the same either way.
     steps_per_call: fuse this many meta-steps into one compiled call with a
       `lax.scan` (needs `task_sampler`, which then draws all the fused
@@ -118,6 +119,11 @@ def make_meta_step(
       drops only the bad updates. Either way they are counted in the state.
     jit: return the `jax.jit`-compiled step with the state donated (it also
       has `.lower(state)` for cost analysis and `.cache_size()`).
+    prefetch_tasks: with a sampler, jitted and unfused: draw the next step's
+      tasks inside each call (above). False draws each step's own tasks
+      first, inside the same call; the results are the same. None (default):
+      on the CPU backend only (sine 1-step per call 0.305 -> 0.216 ms on 2
+      cores; an H200 ran it ~10 % slower, 0.16-0.18 against 0.15 ms).
 
   Returns:
     The meta-step function.
@@ -170,9 +176,14 @@ def make_meta_step(
   sampler = (task_sampler if isinstance(task_sampler, jax.tree_util.Partial)
              else jax.tree_util.Partial(task_sampler))
   options = xla_options.compiler_options()
-  if steps_per_call > 1:
-    compiled = jax.jit(fused_steps, donate_argnums=0,
-                       compiler_options=options)
+  if prefetch_tasks is None:
+    prefetch_tasks = jax.default_backend() == "cpu"
+  if steps_per_call > 1 or not prefetch_tasks:
+    compiled = jax.jit(
+        fused_steps if steps_per_call > 1 else
+        lambda state, sampler: update(
+            state, tasks_of_step(state.key, state.step, sampler)),
+        donate_argnums=0, compiler_options=options)
 
     def step(state):
       return compiled(state, sampler)

@@ -146,9 +146,12 @@ def test_max_pool_value_and_one_hot_gradient():
   assert float(jnp.sum(ties)) == 4.
 
 
-def test_signed_max_pool_is_the_pool_of_the_signed_input():
+@pytest.mark.parametrize('by_argmax', [True, False])
+def test_signed_max_pool_is_the_pool_of_the_signed_input(by_argmax):
   # Per channel max (sign +1) or -min (sign -1); the gradient is one-hot on
-  # the window's first maximal element of x * sign, ties included.
+  # the window's first maximal element of x * sign, ties included, in both
+  # formulations (the CPU's argmax reduction, the GPU's pairwise picks).
+  pool = functools.partial(signed_max_pool_2x2, by_argmax=by_argmax)
   x = jax.random.normal(jax.random.PRNGKey(2), (2, 5, 6, 3))
   x = x.at[0, :2, :2, 1].set(0.5)  # a tied window in a sign -1 channel
   sign = jnp.array([1., -1., 1.])
@@ -156,9 +159,8 @@ def test_signed_max_pool_is_the_pool_of_the_signed_input():
   window = lambda x: lax.reduce_window(
       x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
   v = jax.random.normal(jax.random.PRNGKey(3), (2, 2, 3, 3))
-  np.testing.assert_array_equal(signed_max_pool_2x2(x, sign),
-                                window(signed(x)))
-  grad = jax.grad(lambda x: jnp.vdot(signed_max_pool_2x2(x, sign), v))(x)
+  np.testing.assert_array_equal(pool(x, sign), window(signed(x)))
+  grad = jax.grad(lambda x: jnp.vdot(pool(x, sign), v))(x)
   np.testing.assert_array_equal(
       grad, jax.grad(lambda x: jnp.vdot(window(signed(x)), v))(x))
   np.testing.assert_array_equal(grad[0, :2, :2, 1],
@@ -357,19 +359,27 @@ def test_folded_block_equals_the_plain_block(x64, activation, stride, pool):
 
 def test_fold_norm_applies_to_few_input_channels_only():
   x = jnp.zeros((2, 8, 8, 1))
-  model = Conv4(num_classes=2, width=16, num_blocks=2)
+  model = Conv4(num_classes=2, width=16, num_blocks=2, fold_norm=True)
   params = model.init(jax.random.PRNGKey(0), x)
   jaxpr = str(jax.make_jaxpr(model.apply)(params, x))
   # block0 (1 channel) sums no squares of its output; block1 (16) does.
   assert 'f32[2,8,8,16] = square' not in jaxpr
   assert 'f32[2,4,4,16] = square' in jaxpr
+  # 'auto' folds on the CPU backend (the tests' backend) only.
+  auto = Conv4(num_classes=2, width=16, num_blocks=2)
+  assert str(jax.make_jaxpr(auto.apply)(params, x)) == jaxpr
+  plain = Conv4(num_classes=2, width=16, num_blocks=2, fold_norm=False)
+  assert 'f32[2,8,8,16] = square' in str(
+      jax.make_jaxpr(plain.apply)(params, x))
+  with pytest.raises(ValueError, match="'fold_norm'"):
+    Conv4(num_classes=2, fold_norm='yes').init(jax.random.PRNGKey(0), x)
 
 
 def test_maml_meta_gradient_with_folded_norm(x64):
   data = _tiny_problem(key=7)
   kw = dict(num_classes=3, width=10, num_blocks=2, activation=jnp.tanh)
   params = _f64(Conv4(**kw).init(jax.random.PRNGKey(2), data[0][0]))
-  folded = conv_formulations.make_meta_step(Conv4(**kw))
+  folded = conv_formulations.make_meta_step(Conv4(fold_norm=True, **kw))
   plain = conv_formulations.make_meta_step(Conv4(fold_norm=False, **kw))
   loss, grads = folded(params, *data)
   _close((loss, grads), plain(params, *data), rtol=1e-9)

@@ -1,5 +1,6 @@
 """The jitted meta-step: traced once, deterministic, guarded, fusable."""
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -93,6 +94,27 @@ def test_prefetched_tasks_equal_the_tasks_drawn_for_any_other_state():
                          (b.params, b.opt_state, metrics_b))
   assert int(a.step) == int(b.step) == 4
   assert chained.step_fn.cache_size() == 1
+
+
+def test_step_without_prefetch_draws_the_same_tasks(monkeypatch):
+  # prefetch_tasks=False draws each step's own tasks inside its call: the
+  # same tasks, so the same training up to float reassociation.
+  config = _tiny_config()
+  prefetching = train.build_run(config)
+  monkeypatch.setattr(train, "make_meta_step", functools.partial(
+      mj.make_meta_step, prefetch_tasks=False))
+  plain = train.build_run(config)
+  assert not hasattr(plain.step_fn, "prefetched")
+  a, b = prefetching.state, plain.state
+  for _ in range(4):
+    a, metrics_a = prefetching.step_fn(a)
+    b, metrics_b = plain.step_fn(b)
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5),
+                 metrics_a, metrics_b)
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5,
+                                                       atol=1e-6),
+               a.params, b.params)
+  assert int(b.step) == 4
 
 
 def test_meta_training_lowers_the_post_adaptation_loss():

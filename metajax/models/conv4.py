@@ -43,20 +43,31 @@ def max_pool_2x2(x_NxHxWxC):
   return signed_max_pool_2x2(x_NxHxWxC, jnp.ones((), x_NxHxWxC.dtype))
 
 
-def signed_max_pool_2x2(x_NxHxWxC, sign_C):
+def signed_max_pool_2x2(x_NxHxWxC, sign_C, by_argmax=None):
   """max-pool of `x * sign` (sign +-1 per channel, not differentiated).
 
   Each pooled value is the largest of its window's four, and its derivative
   that of the window's first maximal element (reduce_window's rule; its own
-  select_and_scatter gradient is slow on XLA:CPU). The element's index is
-  the argmax output of the same variadic reduction that gives the value
-  (`conv_ops.first_max`), so XLA computes it once; picking the tangent by
-  pairwise comparisons, as before, let XLA recompute them inside each
-  full-resolution use (5-way 1-step meta-step ~2-4 % slower). An index
-  always selects exactly one element, even where XLA would round a
-  recomputed primal differently.
+  select_and_scatter gradient is slow on XLA:CPU). Two formulations, the
+  same values and derivatives:
+  - `by_argmax=True` (the CPU default): the element's index is the argmax
+    output of the variadic reduction that gives the value
+    (`conv_ops.first_max`), so XLA computes it once; picking the tangent by
+    pairwise comparisons let XLA:CPU recompute them inside each
+    full-resolution use (5-way 1-step meta-step ~2-4 % slower).
+  - `by_argmax=False` (the default elsewhere): max/min over each window and
+    the tangent picked by pairwise comparisons, all plain elementwise work
+    that GPUs fuse; an H200 ran the 5-way step 2.6x slower with the CPU
+    formulations of the pool and the first block (`Conv4.fold_norm`).
+  Either way exactly one element of each window is selected, even where XLA
+  would round a recomputed primal differently.
   """
-  return _signed_max_pool(x_NxHxWxC, lax.stop_gradient(sign_C))[0]
+  if by_argmax is None:
+    by_argmax = jax.default_backend() == 'cpu'
+  sign_C = lax.stop_gradient(sign_C)
+  if by_argmax:
+    return _signed_max_pool(x_NxHxWxC, sign_C)[0]
+  return _signed_max_pool_pairwise(x_NxHxWxC, sign_C)
 
 
 @jax.custom_jvp
@@ -74,6 +85,29 @@ def _signed_max_pool_jvp(primals, tangents):
   t_pooled = conv_ops.at_window_index(tangents[0], index)
   return (pooled, index), (t_pooled * _per_channel(sign),
                            np.zeros(index.shape, jax.dtypes.float0))
+
+
+@jax.custom_jvp
+def _signed_max_pool_pairwise(x_NxHxWxC, sign_C):
+  """Pooled `x * sign`, read from x directly (max or -min per channel)."""
+  x_w = conv_ops.windows_2x2(x_NxHxWxC)
+  return jnp.where(_per_channel(sign_C) > 0, x_w.max(axis=(2, 4)),
+                   -x_w.min(axis=(2, 4)))
+
+
+@_signed_max_pool_pairwise.defjvp
+def _signed_max_pool_pairwise_jvp(primals, tangents):
+  # The tangent of the first maximal element of each window of x * sign.
+  x, sign = primals
+  x_w = conv_ops.windows_2x2(x * _per_channel(sign))
+  t_w = conv_ops.windows_2x2(tangents[0])
+  x00, x01, x10, x11 = (x_w[:, :, i, :, j] for i in (0, 1) for j in (0, 1))
+  t00, t01, t10, t11 = (t_w[:, :, i, :, j] for i in (0, 1) for j in (0, 1))
+  take00 = (x00 >= x01) & (x00 >= x10) & (x00 >= x11)
+  take01 = (x01 >= x10) & (x01 >= x11)
+  t_out = jnp.where(take00, t00,
+                    jnp.where(take01, t01, jnp.where(x10 >= x11, t10, t11)))
+  return (_signed_max_pool_pairwise(x, sign), t_out * _per_channel(sign))
 
 
 def _per_channel(v_C):
@@ -198,7 +232,7 @@ class Conv4(nn.Module):
   conv: Union[str, Callable] = 'auto'
   pool_before_norm: bool = False
   epsilon: float = 1e-5
-  fold_norm: bool = True
+  fold_norm: Union[bool, str] = 'auto'
 
   @nn.compact
   def __call__(self, x_BxHxWxC):
@@ -209,6 +243,12 @@ class Conv4(nn.Module):
         self.activation is f for f in MONOTONE):
       raise ValueError('pool_before_norm needs a monotone non-decreasing '
                        f'activation from conv4.MONOTONE, got {self.activation}')
+    fold_norm = self.fold_norm
+    if fold_norm == 'auto':
+      fold_norm = jax.default_backend() == 'cpu'
+    elif not isinstance(fold_norm, bool):
+      raise ValueError("Conv4 field 'fold_norm': expected True, False or "
+                       f"'auto', got {fold_norm!r}")
     x = x_BxHxWxC
     for i in range(self.num_blocks):
       x = ConvBlock(self.width, stride=2 if self.strided else 1,
@@ -216,7 +256,7 @@ class Conv4(nn.Module):
                     pool_first=self.pool_before_norm,
                     activation=self.activation,
                     conv=conv_ops.get_conv(self.conv), epsilon=self.epsilon,
-                    fold_norm=self.fold_norm, name=f'block{i}')(x)
+                    fold_norm=fold_norm, name=f'block{i}')(x)
     if self.strided:
       features_BxF = jnp.mean(x, axis=(1, 2))
     else:
