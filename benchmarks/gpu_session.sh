@@ -67,8 +67,8 @@ tail -n 4 "$OUT_DIR"/runs/*.log
 
 stamp "benchmark suite, $((END - SECONDS - 5)) s left"
 timeout $((END - SECONDS - 5)) $PY -m benchmarks.suite \
-  --problems sine,omniglot5,omniglot20 --torch --no-memory \
-  --conv "$suite_conv" --flops-from benchmarks/results/flops/flops.json \
+  --problems sine,omniglot5,omniglot20 --torch --torch-seconds 10 --no-memory \
+  --conv "$suite_conv" --flops-from benchmarks/results/flops-gpu/flops.json \
   --out "$OUT_DIR/suite" > "$OUT_DIR/suite.log" 2>&1
 tail -n 40 "$OUT_DIR/suite.log"
 stamp "done"
