@@ -21,6 +21,7 @@ unrolled Omniglot step takes minutes there: count the FLOPs once on CPU
 `--flops-from`; rows then say where their count came from.
 """
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -134,6 +135,22 @@ def count_flops(families, quick: bool = False, conv: str = "auto",
       log(f"{case.name}: {flops['flops'] / 1e6:.2f} MFLOP per meta-step")
   return {"device": timing.device_info(), "conv": conv, "dense": dense,
           "rows": rows}
+
+
+@contextlib.contextmanager
+def backend_choices_for(backend: str):
+  """Traces as if on `backend` ('' for this one): metajax's backend-dependent
+  choices (conv, dense, fold_norm, pooling, first inner step, task
+  prefetch) all ask `jax.default_backend()` while tracing."""
+  if not backend:
+    yield
+    return
+  real = jax.default_backend
+  jax.default_backend = lambda: backend
+  try:
+    yield
+  finally:
+    jax.default_backend = real
 
 
 def read_flops(path: str) -> dict:
@@ -295,12 +312,9 @@ def main(argv=None):
   out = args.out or os.path.join(PACKAGE_DIR, "results", timing.device_slug())
   if args.flops_for and not args.flops_only:
     parser.error("--flops-for needs --flops-only")
-  if args.flops_for:
-    # The backend-dependent choices (conv, dense, fold_norm, pooling, first
-    # inner step) all ask jax.default_backend() while tracing.
-    jax.default_backend = lambda: args.flops_for
   if args.flops_only:
-    counts = count_flops(families, args.quick, args.conv, dense=args.dense)
+    with backend_choices_for(args.flops_for):
+      counts = count_flops(families, args.quick, args.conv, dense=args.dense)
     counts["backend_choices_for"] = args.flops_for or counts["device"][
         "platform"]
     os.makedirs(out, exist_ok=True)

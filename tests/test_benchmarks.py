@@ -3,6 +3,7 @@ import json
 import math
 import os
 
+import jax
 import pytest
 
 from benchmarks import memory, pick_conv, problems, report, suite, timing
@@ -110,6 +111,25 @@ def test_flops_counted_once_are_reused_by_a_later_run(tmp_path):
   (timed,) = results["rows"]
   assert timed["flops_per_step"] == row["flops_per_step"]
   assert timed["flops_method"].endswith(f"(from {path})")
+
+
+def test_flops_for_another_backend_count_that_backends_program(tmp_path):
+  # Conv4 folds its first block's norm on CPU only, so the GPU's program
+  # differs; counting it here must not leave the backend switched.
+  backend = jax.default_backend()
+  here, gpu = [suite.main(["--quick", "--problems", "omniglot5",
+                           "--flops-only", "--out", str(tmp_path / name)]
+                          + (["--flops-for", name] if name else []))
+               for name in ("", "gpu")]
+  assert jax.default_backend() == backend
+  assert gpu["backend_choices_for"] == "gpu"
+  assert here["backend_choices_for"] == backend
+  assert (here["rows"][0]["flops_per_step"]
+          != gpu["rows"][0]["flops_per_step"])
+  with pytest.raises(SystemExit):
+    suite.main(["--quick", "--flops-for", "gpu"])  # needs --flops-only
+  with pytest.raises(SystemExit):
+    suite.main(["--quick", "--torch-seconds", "0"])
 
 
 def test_row_selection_keeps_the_named_rows_only():
