@@ -108,8 +108,9 @@ def make_meta_step(
       unfused step (on CPU: `prefetch_tasks`) draws the NEXT step's tasks
       inside each call, beside the meta-gradient instead of before it, and
       keeps them for the state it returned: called with that state it uses
-      them, with any other state it draws its tasks first. The tasks of a step depend only on
-      `(state.key, state.step)`, so the results are the same either way.
+      them, with any other state it draws its tasks first. The tasks of a
+      step depend only on `(state.key, state.step)`, so the results are the
+      same either way.
     steps_per_call: fuse this many meta-steps into one compiled call with a
       `lax.scan` (needs `task_sampler`, which then draws all the fused
       steps' tasks at once, vmapped over their keys); metrics then have a
