@@ -32,10 +32,15 @@ NUM_DRAWERS = 20
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-  """One benchmark row: a name, its family and the config it runs."""
+  """One benchmark row: a name, its family and the config it runs.
+
+  `tasks_given` times the meta-step with its tasks passed in, drawn before
+  the timing (`build(..., tasks_given=True)`), instead of drawn inside it.
+  """
   name: str
   family: str
   config: Config
+  tasks_given: bool = False
 
 
 def _order(first_order: bool) -> str:
@@ -79,8 +84,10 @@ def cases(family: str, quick: bool = False, conv: str = "auto",
   """
   if family == "sine":
     if quick:
-      return [Case("sine 2-step 2nd fused x2", family, sine_config(
-          True, inner_steps=2, steps_per_call=2, dense=dense))]
+      config = sine_config(True, inner_steps=2, dense=dense)
+      return [Case("sine 2-step 2nd fused x2", family,
+                   dataclasses.replace(config, steps_per_call=2)),
+              Case("sine 2-step 2nd tasks given", family, config, True)]
     rows = []
     for steps in (1, 5):
       for first_order in (False, True):
@@ -90,6 +97,8 @@ def cases(family: str, quick: bool = False, conv: str = "auto",
         rows.append(Case(name, family, config))
         rows.append(Case(f"{name} fused x10", family,
                          dataclasses.replace(config, steps_per_call=10)))
+        if not first_order:
+          rows.append(Case(f"{name} tasks given", family, config, True))
     return rows
   ways, model = OMNIGLOT[family]
   strided = " strided" if model == "conv4_strided" else ""
@@ -173,12 +182,17 @@ def run_from_problem(config: Config, problem) -> train.Run:
   return train.Run(config, problem, state, step_fn, outer_optimizer)
 
 
-def build(config: Config, quick: bool = False):
+def build(config: Config, quick: bool = False, tasks_given: bool = False):
   """`(train.Run, data_description)` for `config`.
 
   Omniglot runs on the real split when `omniglot_data_dir()` finds it (and
-  not under `quick`), else on random images.
+  not under `quick`), else on random images. `tasks_given`: the run's step
+  takes its tasks from a few batches drawn up front (`with_tasks_given`).
   """
+  if tasks_given:
+    run, data = build(config, quick)
+    return with_tasks_given(run), f"{data}, {GIVEN_BATCHES} batches drawn " \
+                                  "before timing"
   if config.task != "omniglot":
     return train.build_run(config), f"synthetic {config.task} tasks"
   data_dir = None if quick else omniglot_data_dir()
@@ -190,3 +204,33 @@ def build(config: Config, quick: bool = False):
   return (run_from_problem(config, problem),
           f"random 28x28 images ({num_characters} characters; "
           "METAJAX_DATA_DIR unset)")
+
+
+GIVEN_BATCHES = 8
+
+
+def with_tasks_given(run: train.Run) -> train.Run:
+  """`run` whose `step_fn(state)` is the jitted `step(state, tasks)` without
+  a sampler, on `GIVEN_BATCHES` task batches drawn up front, in turn.
+
+  This times the meta-step alone, as a caller who brings their own tasks
+  (a data pipeline) runs it; the other rows draw tasks inside the step.
+  """
+  if run.config.steps_per_call != 1:
+    raise ValueError("tasks_given times unfused steps (steps_per_call=1), "
+                     f"got steps_per_call={run.config.steps_per_call}")
+  algorithm = algorithms.get_algorithm(run.config.algorithm)
+  step = make_meta_step(algorithm.make_meta_grad(run.config, run.problem),
+                        run.outer_optimizer,
+                        nonfinite_policy=run.config.nonfinite_policy)
+  draw = jax.jit(run.problem.train_sampler)
+  batches = [draw(key) for key in jax.random.split(jax.random.key(1),
+                                                   GIVEN_BATCHES)]
+  calls = [0]
+
+  def step_fn(state):
+    calls[0] += 1
+    return step(state, batches[calls[0] % GIVEN_BATCHES])
+
+  step_fn.lower = lambda state: step.lower(state, batches[0])
+  return dataclasses.replace(run, step_fn=step_fn)

@@ -93,18 +93,20 @@ def benchmark_family(family: str, quick: bool, peak_gflops: float,
   rows, flops_by_config = [], {}
   for case in problems.select(problems.cases(family, quick, conv, dense),
                               only):
-    run, data = problems.build(case.config, quick)
+    run, data = problems.build(case.config, quick, case.tasks_given)
     spc = case.config.steps_per_call
     per_step = (known_flops or {}).get(case.name) or flops_by_config.get(
-        dataclasses.replace(case.config, steps_per_call=1))
+        (dataclasses.replace(case.config, steps_per_call=1),
+         case.tasks_given))
     flops = per_step and dict(per_step, flops=per_step["flops"] * spc)
     row = benchmark_run(case.name, run, data, peak_gflops, quick, flops)
     row["conv"] = (conv_ops.resolve_name(case.config.conv)
                    if case.config.task == "omniglot" else None)
     row["dense"] = (mlp_dense(case.config)
                     if case.config.model == "mlp" else None)
+    row["tasks_given"] = case.tasks_given
     if spc == 1:
-      flops_by_config[case.config] = {
+      flops_by_config[case.config, case.tasks_given] = {
           "flops": row["flops_per_step"], "flops_method": row["flops_method"]}
     log(report.row_line(row))
     rows.append(row)
@@ -123,12 +125,13 @@ def count_flops(families, quick: bool = False, conv: str = "auto",
   rows, by_config = [], {}
   for family in families:
     for case in problems.cases(family, quick, conv, dense):
-      config = dataclasses.replace(case.config, steps_per_call=1)
-      if config not in by_config:
-        run, _ = problems.build(config, quick)
-        by_config[config] = timing.flops_per_call(
+      key = (dataclasses.replace(case.config, steps_per_call=1),
+             case.tasks_given)
+      if key not in by_config:
+        run, _ = problems.build(key[0], quick, case.tasks_given)
+        by_config[key] = timing.flops_per_call(
             lambda: run.step_fn.lower(run.state))  # pylint: disable=cell-var-from-loop
-      flops = by_config[config]
+      flops = by_config[key]
       rows.append({"name": case.name, "framework": "metajax",
                    "flops_per_step": flops["flops"],
                    "flops_method": flops["flops_method"]})

@@ -190,6 +190,8 @@ def benchmark(families, quick=False, log=print, on_row=None, device=None,
   for family in families:
     seen = set()
     for case in problems.select(problems.cases(family, quick), only):
+      if case.tasks_given:  # PyTorch rows draw their tasks in the step.
+        continue
       # Fused calls are a compiled-step notion: time the plain step once.
       name = case.name.split(" fused")[0]
       config = dataclasses.replace(case.config, steps_per_call=1)

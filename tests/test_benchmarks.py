@@ -41,10 +41,24 @@ def test_rows_are_well_formed(results):
     assert row["dense"] == dense_ops.resolve_name("auto")
 
 
+def test_tasks_given_row_times_the_step_without_its_sampler(results):
+  fused, given = results["rows"]
+  assert (fused["tasks_given"], given["tasks_given"]) == (False, True)
+  assert given["inner_steps"] == fused["inner_steps"]
+  assert given["steps_per_call"] == 1
+  # Same meta-step, but no task sampling inside it: fewer FLOPs per step.
+  assert 0 < given["flops_per_step"] < fused["flops_per_step"]
+  assert "drawn before timing" in given["data"]
+  fused_run, _ = problems.build(problems.sine_config(
+      True, steps_per_call=2), quick=True)
+  with pytest.raises(ValueError, match="steps_per_call"):
+    problems.with_tasks_given(fused_run)
+
+
 def test_dense_option_reaches_the_sine_rows(results):
   rows, _ = suite.benchmark_family("sine", True, 1.0, log=lambda _: None,
                                    dense="plain")
-  assert [r["dense"] for r in rows] == ["plain"]
+  assert [r["dense"] for r in rows] == ["plain"] * len(rows) and rows
   assert "`dense=plain`" in report.markdown(dict(results, rows=rows))
 
 
@@ -103,14 +117,16 @@ def test_omniglot_rows_skip_cleanly_without_conv4(monkeypatch):
 def test_flops_counted_once_are_reused_by_a_later_run(tmp_path):
   counts = suite.main(["--quick", "--problems", "sine", "--flops-only",
                        "--out", str(tmp_path)])
-  (row,) = counts["rows"]
-  assert _positive_finite(row["flops_per_step"])
+  assert len(counts["rows"]) == 2
+  assert all(_positive_finite(r["flops_per_step"]) for r in counts["rows"])
   path = str(tmp_path / "flops.json")
   results = suite.main(["--quick", "--problems", "sine", "--no-memory",
                         "--flops-from", path, "--out", str(tmp_path / "run")])
-  (timed,) = results["rows"]
-  assert timed["flops_per_step"] == row["flops_per_step"]
-  assert timed["flops_method"].endswith(f"(from {path})")
+  assert [r["name"] for r in results["rows"]] == [
+      r["name"] for r in counts["rows"]]
+  for row, timed in zip(counts["rows"], results["rows"]):
+    assert timed["flops_per_step"] == row["flops_per_step"]
+    assert timed["flops_method"].endswith(f"(from {path})")
 
 
 def test_flops_for_another_backend_count_that_backends_program(tmp_path):
