@@ -11,6 +11,7 @@ the PyTorch rows do: the post-adaptation loss and its gradient, without the
 pre-adaptation query metrics training logs (`pre_metrics=False`).
 """
 import dataclasses
+import itertools
 import os
 from typing import Optional
 
@@ -191,8 +192,8 @@ def build(config: Config, quick: bool = False, tasks_given: bool = False):
   """
   if tasks_given:
     run, data = build(config, quick)
-    return with_tasks_given(run), f"{data}, {GIVEN_BATCHES} batches drawn " \
-                                  "before timing"
+    return (with_tasks_given(run),
+            f"{data}, {GIVEN_BATCHES} batches drawn before timing")
   if config.task != "omniglot":
     return train.build_run(config), f"synthetic {config.task} tasks"
   data_dir = None if quick else omniglot_data_dir()
@@ -226,11 +227,10 @@ def with_tasks_given(run: train.Run) -> train.Run:
   draw = jax.jit(run.problem.train_sampler)
   batches = [draw(key) for key in jax.random.split(jax.random.key(1),
                                                    GIVEN_BATCHES)]
-  calls = [0]
+  next_batch = itertools.cycle(batches).__next__
 
   def step_fn(state):
-    calls[0] += 1
-    return step(state, batches[calls[0] % GIVEN_BATCHES])
+    return step(state, next_batch())
 
   step_fn.lower = lambda state: step.lower(state, batches[0])
   return dataclasses.replace(run, step_fn=step_fn)
