@@ -40,7 +40,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
-from metajax.models import conv_ops
+from metajax.models.kernels import conv_ops
 from metajax.models.conv4 import Conv4
 
 WAYS, SHOTS, QUERIES, INNER_LR = 5, 1, 15, 0.4

@@ -19,9 +19,10 @@ import time
 import jax
 
 from benchmarks import problems, timing
-from metajax import host_memory, train
-from metajax.config import override
-from metajax.main import load_experiment
+from metajax.training import host_memory
+from metajax.training import trainer as train
+from metajax.training.config import override
+from metajax.training.cli import load_experiment
 
 
 def time_config(config, quick: bool = False) -> dict:

@@ -19,9 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metajax import algorithms, losses, train
-from metajax.config import Config
-from metajax.meta_step import init_meta_state, make_meta_step
+from metajax import algorithms
+from metajax.core import losses
+from metajax.training import trainer as train
+from metajax.training.config import Config
+from metajax.core.meta_step import init_meta_state, make_meta_step
 
 FAMILIES = ("sine", "omniglot5", "omniglot20", "omniglot5s")
 # Omniglot families: (ways, Conv4 model); "omniglot5s" is Finn's strided net.
@@ -140,7 +142,7 @@ def omniglot_data_dir() -> Optional[str]:
 
 def random_omniglot_split(num_characters: int, seed: int = 0):
   """`OmniglotTasks` of uniformly random binary 28x28 images."""
-  from metajax.data import OmniglotTasks  # pylint: disable=g-import-not-at-top
+  from metajax.tasks.omniglot import OmniglotTasks  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   images = 255 * (rng.random((num_characters, NUM_DRAWERS, 28, 28)) < 0.2)
   return OmniglotTasks(jnp.asarray(images.astype(np.uint8)),
@@ -149,9 +151,9 @@ def random_omniglot_split(num_characters: int, seed: int = 0):
 
 def random_omniglot_problem(config: Config, num_characters: int):
   """The Omniglot `Problem` of `config` on random images."""
-  from metajax.data import make_task_sampler  # pylint: disable=g-import-not-at-top
-  from metajax.omniglot_problem import build_model  # pylint: disable=g-import-not-at-top
-  from metajax.problems import Problem  # pylint: disable=g-import-not-at-top
+  from metajax.tasks.omniglot import make_task_sampler  # pylint: disable=g-import-not-at-top
+  from metajax.tasks.omniglot.task import build_model  # pylint: disable=g-import-not-at-top
+  from metajax.tasks.base import Problem  # pylint: disable=g-import-not-at-top
   split = random_omniglot_split(num_characters)
   model = build_model(config)
   sampler = make_task_sampler(split, ways=config.num_ways,

@@ -62,8 +62,10 @@ def measure(args) -> dict:
   # pylint: disable=g-import-not-at-top
   import dataclasses
   import jax
-  from metajax import algorithms, sharding, train
-  from metajax.config import Config
+  from metajax import algorithms
+  from metajax.parallel import sharding
+  from metajax.training import trainer as train
+  from metajax.training.config import Config
 
   num_devices = int(args.child.rstrip("s"))
   row = {"devices": args.child, "platform": jax.default_backend(),

@@ -33,9 +33,11 @@ import time
 import jax
 
 from benchmarks import memory, problems, report, timing
-from metajax import host_memory, xla_options
-from metajax.models import conv_ops, dense_ops
-from metajax.problems import mlp_dense
+from metajax.training import host_memory
+from metajax import backend as xla_options
+from metajax.models.kernels import conv_ops
+from metajax.models.kernels import dense_ops
+from metajax.tasks.base import mlp_dense
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 

@@ -9,7 +9,7 @@ SGD step at 0.4 in training and three at test, meta-batch 32, Adam 1e-3,
 
 Paper (Finn et al. 2017, Table 1): 98.7 +- 0.4 %.
 """
-from metajax.config import Config
+from metajax.training.config import Config
 
 
 def get_config() -> Config:

@@ -6,7 +6,7 @@ steps at 0.3; meta-trained by differentiating through the adaptation.
 
   python -m metajax seed_linear
 """
-from metajax.config import Config
+from metajax.training.config import Config
 
 
 def get_config() -> Config:

@@ -9,7 +9,7 @@ MSE after 1, 5 and 10 steps.
 
 Expected (README table): K=5 MSE <= 0.67 after 1 step, <= 0.35 after 10.
 """
-from metajax.config import Config
+from metajax.training.config import Config
 
 
 def get_config() -> Config:

@@ -10,13 +10,13 @@ The public functional API is re-exported here:
   make_meta_step   builds the jitted (state, tasks) -> (state, metrics)
   init_meta_state  the MetaState pytree
 """
-from metajax.inner import AdaptResult, adapt, differentiable_adam
-from metajax.losses import (
+from metajax.core.inner import AdaptResult, adapt, differentiable_adam
+from metajax.core.losses import (
     accuracy_metric, classification_fns, cross_entropy_and_accuracy,
     cross_entropy_loss, mse_loss, tree_is_finite)
-from metajax.meta_step import init_meta_state, make_meta_step, maml_meta_grad
-from metajax.objective import (
+from metajax.core.meta_step import init_meta_state, make_meta_step, maml_meta_grad
+from metajax.core.objective import (
     InnerLoop, check_task_batch, maml_task_loss, meta_objective)
-from metajax.types import MetaState, TaskBatch
+from metajax.core.types import MetaState, TaskBatch
 
 __version__ = "0.1.0"

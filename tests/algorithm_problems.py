@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import metajax as mj
 from experiments import sine
 from metajax.models import MLP
-from metajax.problems import Problem
-from metajax.types import TaskBatch
+from metajax.tasks.base import Problem
+from metajax.core.types import TaskBatch
 
 
 def tiny_sine_config(**changes):

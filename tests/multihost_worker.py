@@ -19,7 +19,7 @@ import sys
 
 import jax
 
-from metajax import distributed
+from metajax.parallel import distributed
 
 if __name__ == "__main__":
   # Must precede every other JAX call.
@@ -30,7 +30,7 @@ import numpy as np
 import optax
 
 import metajax as mj
-from metajax import sharding
+from metajax.parallel import sharding
 from metajax.models import MLP
 from metajax.tasks import sample_sine_tasks
 
@@ -151,8 +151,8 @@ def devices_mode() -> dict:
 
 def trainer_mode() -> dict:
   """`build_run` with `num_devices` 4 (sharded) and 1 (plain), and errors."""
-  from metajax import train
-  from metajax.config import Config, ConfigError
+  from metajax.training import trainer as train
+  from metajax.training.config import Config, ConfigError
   config = Config(task="sine", hidden_sizes=(8,), meta_batch_size=META_BATCH,
                   num_support=5, num_query=5, num_meta_steps=NUM_STEPS,
                   log_every=1)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from algorithm_problems import tiny_sine_config
-from metajax import algorithms, train
-from metajax.config import ConfigError, override
+from metajax import algorithms
+from metajax.training import trainer as train
+from metajax.training.config import ConfigError, override
 
 SETTINGS = {  # small but exercising each algorithm's own options
     "mamlpp": dict(inner_steps=2, msl_anneal_steps=2, first_order_until=1,

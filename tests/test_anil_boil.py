@@ -7,9 +7,10 @@ import pytest
 
 import metajax as mj
 from algorithm_problems import tiny_sine_config
-from metajax import problems, train
+from metajax.tasks import base as problems
+from metajax.training import trainer as train
 from metajax.algorithms import _partition, anil, boil
-from metajax.config import ConfigError
+from metajax.training.config import ConfigError
 
 
 def _setup(algorithm, **changes):

@@ -7,7 +7,7 @@ import jax
 import pytest
 
 from benchmarks import memory, pick_conv, problems, report, suite, timing
-from metajax.models import dense_ops
+from metajax.models.kernels import dense_ops
 
 
 def _positive_finite(value):

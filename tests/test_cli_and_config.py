@@ -6,8 +6,9 @@ import os
 import pytest
 
 from experiments import sine
-from metajax import main, train
-from metajax.config import ConfigError, override
+from metajax.training import cli as main
+from metajax.training import trainer as train
+from metajax.training.config import ConfigError, override
 
 
 @pytest.mark.parametrize("overrides,field", [

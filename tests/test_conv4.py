@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from benchmarks import conv_formulations
-from metajax.models import conv_ops
+from metajax.models.kernels import conv_ops
 from metajax.models.conv4 import (Conv4, ConvBlock, batch_moments,
                                   max_pool_2x2, signed_max_pool_2x2)
 

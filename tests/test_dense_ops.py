@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 import metajax as mj
-from metajax import problems
+from metajax.tasks import base as problems
 from metajax.algorithms import imaml
-from metajax.config import CHOICES, Config, ConfigError, validate
-from metajax.models import MLP, dense_ops
+from metajax.training.config import CHOICES, Config, ConfigError, validate
+from metajax.models import MLP
+from metajax.models.kernels import dense_ops
 
 
 def _tasks(num_tasks=3, n=6, seed=4):

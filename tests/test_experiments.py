@@ -3,7 +3,8 @@ import dataclasses
 
 import pytest
 
-from metajax import main, train
+from metajax.training import cli as main
+from metajax.training import trainer as train
 
 
 @pytest.mark.parametrize("name", main.list_experiments())

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import REPO_ROOT
-from metajax import host_memory
+from metajax.training import host_memory
 
 GLIBC_LINUX = (platform.system() == "Linux"
                and platform.libc_ver()[0] == "glibc")
@@ -33,7 +33,7 @@ def test_restart_sets_the_tunable_for_the_new_process(opt_out):
   if opt_out:
     env["METAJAX_NO_HUGE_PAGES"] = "1"
   code = ("import os, sys; print('start', flush=True); "
-          "from metajax import host_memory; "
+          "from metajax.training import host_memory; "
           "host_memory.reexec_with_huge_pages(); "
           "print(os.environ.get('GLIBC_TUNABLES'), sys.argv[1:])")
   out = subprocess.run([sys.executable, "-c", code, "a", "b"], env=env,

@@ -11,8 +11,8 @@ import pytest
 
 import metajax as mj
 from experiments import sine
-from metajax import main
-from metajax.config import ConfigError, field_types, override, validate
+from metajax.training import cli as main
+from metajax.training.config import ConfigError, field_types, override, validate
 from metajax.models import MLP
 
 SETTINGS = hypothesis.settings(max_examples=60, deadline=None,

@@ -6,7 +6,7 @@ import numpy as np
 
 import metajax as mj
 from algorithm_problems import tanh_params_and_tasks, tiny_sine_config
-from metajax import problems
+from metajax.tasks import base as problems
 from metajax.algorithms import imaml, maml
 
 LAM = 2.0

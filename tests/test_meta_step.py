@@ -10,7 +10,7 @@ import pytest
 
 import metajax as mj
 from experiments import sine
-from metajax import train
+from metajax.training import trainer as train
 from metajax.models import MLP
 from metajax.tasks import sample_sine_tasks
 

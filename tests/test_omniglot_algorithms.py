@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import data_dir_or_none
-from metajax import main, train
-from metajax.losses import tree_is_finite
+from metajax.training import cli as main
+from metajax.training import trainer as train
+from metajax.core.losses import tree_is_finite
 
 DATA_DIR = data_dir_or_none()
 BUDGET_EXPERIMENTS = [name for name in main.list_experiments()

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from metajax.data import (
+from metajax.tasks.omniglot import (
     load_omniglot, make_split, make_task_sampler, sample_tasks,
     select_characters, split_character_ids)
-from metajax.data import omniglot_files
+from metajax.tasks.omniglot import files as omniglot_files
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 PARTS = {"background": ("Beta", "Alpha"), "evaluation": ("Gamma", "Delta")}

@@ -10,9 +10,9 @@ import pytest
 import metajax as mj
 from conftest import data_dir_or_none
 from experiments import omniglot_5way1shot
-from metajax import train
-from metajax.config import ConfigError
-from metajax.data import load_omniglot, make_split, make_task_sampler, sample_tasks
+from metajax.training import trainer as train
+from metajax.training.config import ConfigError
+from metajax.tasks.omniglot import load_omniglot, make_split, make_task_sampler, sample_tasks
 from metajax.models.conv4 import Conv4
 
 DATA_DIR = data_dir_or_none()
@@ -67,7 +67,7 @@ def test_saved_gpu_model_reproduces_its_reported_accuracy(tmp_path):
   """The README's H200 5-way 1-shot model, re-evaluated here on fewer tasks."""
   import json, os, shutil  # pylint: disable=g-import-not-at-top,multiple-imports
   from conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top
-  from metajax.config import config_from_dict  # pylint: disable=g-import-not-at-top
+  from metajax.training.config import config_from_dict  # pylint: disable=g-import-not-at-top
   saved = os.path.join(REPO_ROOT, "experiments", "results", "nvidia-h200",
                        "omniglot_5way1shot")
   run_dir = shutil.copytree(saved, tmp_path / "run")

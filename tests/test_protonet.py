@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from algorithm_problems import cluster_problem, tiny_sine_config
-from metajax import train
+from metajax.training import trainer as train
 from metajax.algorithms import protonet
-from metajax.config import ConfigError
+from metajax.training.config import ConfigError
 from metajax.models import MLP
 
 

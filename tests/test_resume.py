@@ -15,9 +15,9 @@ import pytest
 
 import metajax as mj
 from conftest import REPO_ROOT
-from metajax import train
-from metajax.checkpoint import Checkpointer, CorruptCheckpointError
-from metajax.config import Config
+from metajax.training import trainer as train
+from metajax.training.checkpoint import Checkpointer, CorruptCheckpointError
+from metajax.training.config import Config
 
 RUN_ARGS = ["sine", "--hidden_sizes=8", "--meta_batch_size=4", "--num_support=5",
             "--num_query=5", "--num_meta_steps=1500", "--steps_per_call=10",

@@ -15,8 +15,9 @@ import jax
 import numpy as np
 import pytest
 
-from metajax import distributed, sharding
-from metajax.config import Config
+from metajax.parallel import distributed
+from metajax.parallel import sharding
+from metajax.training.config import Config
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKER = str(REPO_ROOT / "tests" / "multihost_worker.py")

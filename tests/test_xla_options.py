@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metajax import xla_options
-from metajax.models import conv_ops
+from metajax import backend as xla_options
+from metajax.models.kernels import conv_ops
 
 cpu_only = pytest.mark.skipif(jax.default_backend() != "cpu",
                               reason="the options are for XLA:CPU")

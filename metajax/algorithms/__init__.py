@@ -1,7 +1,7 @@
 """Meta-learning algorithms, one small module each, picked by config name.
 
 Each module `metajax/algorithms/<name>.py` defines
-`make_meta_grad(config, problem) -> meta_grad_fn` (see `metajax.meta_step`;
+`make_meta_grad(config, problem) -> meta_grad_fn` (see `metajax.core.meta_step`;
 set `meta_grad_fn.needs_step = True` to be given the meta-step) and may
 define the hooks:
   check(config)                      raise `ConfigError` for bad settings
@@ -17,7 +17,7 @@ imaml, protonet. Private helpers live in `_`-prefixed modules.
 import importlib
 import pkgutil
 
-from metajax.config import ConfigError
+from metajax.training.config import ConfigError
 
 
 def available() -> list:

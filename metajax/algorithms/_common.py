@@ -1,7 +1,7 @@
 """Helpers shared by the algorithm modules."""
-from metajax.inner import differentiable_adam
-from metajax.config import Config
-from metajax.objective import InnerLoop
+from metajax.core.inner import differentiable_adam
+from metajax.training.config import Config
+from metajax.core.objective import InnerLoop
 
 
 def inner_optimizer(config: Config):

@@ -20,9 +20,9 @@ import jax
 import optax
 
 from metajax.algorithms._common import inner_loop
-from metajax.config import ConfigError
-from metajax.meta_step import maml_meta_grad
-from metajax.objective import InnerLoop, maml_task_loss
+from metajax.training.config import ConfigError
+from metajax.core.meta_step import maml_meta_grad
+from metajax.core.objective import InnerLoop, maml_task_loss
 
 
 def _modules(params):

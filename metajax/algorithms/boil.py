@@ -11,7 +11,7 @@ Config: as MAML (`inner_steps`, `inner_lr`, `inner_optimizer`,
 layer) is a ConfigError.
 """
 from metajax.algorithms import _partition
-from metajax.config import ConfigError
+from metajax.training.config import ConfigError
 
 
 def check(config):

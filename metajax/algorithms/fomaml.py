@@ -1,6 +1,6 @@
 """First-order MAML: MAML with stop-gradient through the inner gradients."""
 from metajax.algorithms._common import inner_loop
-from metajax.meta_step import maml_meta_grad
+from metajax.core.meta_step import maml_meta_grad
 
 
 def make_meta_grad(config, problem):

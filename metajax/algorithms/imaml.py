@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import optax
 
 from metajax.algorithms._common import inner_loop, inner_optimizer
-from metajax.config import ConfigError
-from metajax.objective import InnerLoop, query_metrics
+from metajax.training.config import ConfigError
+from metajax.core.objective import InnerLoop, query_metrics
 
 PyTree = Any
 

@@ -3,7 +3,7 @@
 Second order by default; `first_order=True` in the config gives FOMAML.
 """
 from metajax.algorithms._common import inner_loop
-from metajax.meta_step import maml_meta_grad
+from metajax.core.meta_step import maml_meta_grad
 
 
 def make_meta_grad(config, problem):

@@ -27,8 +27,8 @@ import jax.numpy as jnp
 from metajax.algorithms._common import inner_loop
 from metajax.algorithms._rates import (
     init_log_rates, learned_rate_sgd, mean_rate)
-from metajax.config import ConfigError
-from metajax.objective import InnerLoop, query_metrics
+from metajax.training.config import ConfigError
+from metajax.core.objective import InnerLoop, query_metrics
 
 
 def check(config):

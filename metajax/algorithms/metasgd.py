@@ -15,9 +15,9 @@ import jax
 from metajax.algorithms._common import inner_loop
 from metajax.algorithms._rates import (
     init_log_rates, learned_rate_sgd, mean_rate)
-from metajax.config import ConfigError
-from metajax.meta_step import maml_meta_grad
-from metajax.objective import maml_task_loss
+from metajax.training.config import ConfigError
+from metajax.core.meta_step import maml_meta_grad
+from metajax.core.objective import maml_task_loss
 
 
 def check(config):

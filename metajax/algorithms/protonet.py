@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metajax import xla_options
+from metajax import backend as xla_options
 from metajax.algorithms._partition import find_head
-from metajax.config import ConfigError
-from metajax.evaluation import summarize_curves
-from metajax.types import TaskBatch
+from metajax.training.config import ConfigError
+from metajax.core.evaluation import summarize_curves
+from metajax.core.types import TaskBatch
 
 
 def check(config):
@@ -112,7 +112,7 @@ def _eval_tasks(config, problem) -> TaskBatch:
   key = jax.random.key(config.eval_seed)
   test = getattr(problem.data, "test", None)
   if test is not None:
-    from metajax.data import sample_tasks  # pylint: disable=g-import-not-at-top
+    from metajax.tasks.omniglot import sample_tasks  # pylint: disable=g-import-not-at-top
     return sample_tasks(test, key, config.eval_num_tasks, config.num_ways,
                         config.num_support, config.num_query)
   draws = math.ceil(config.eval_num_tasks / config.meta_batch_size)

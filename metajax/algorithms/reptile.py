@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 
 from metajax.algorithms._common import inner_loop
-from metajax.config import ConfigError
-from metajax.objective import InnerLoop
+from metajax.training.config import ConfigError
+from metajax.core.objective import InnerLoop
 
 
 def check(config):

@@ -29,7 +29,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
-from metajax.models import conv_ops
+from metajax.models.kernels import conv_ops
 
 # Monotone non-decreasing activations: with these, max-pooling commutes with
 # the (per-channel affine) batch norm and the activation, see `ConvBlock`.

@@ -5,7 +5,7 @@ from typing import Callable, Optional, Sequence, Union
 import flax.linen as nn
 import jax
 
-from metajax.models import dense_ops
+from metajax.models.kernels import dense_ops
 
 ACTIVATIONS = {
     "relu": nn.relu, "tanh": nn.tanh, "gelu": nn.gelu, "swish": nn.swish,

@@ -11,7 +11,7 @@ which = sys.argv[2]
 rows = []
 real_make = meta_step.make_meta_step
 real_pool = conv4.signed_max_pool_2x2
-real_build_model = __import__("metajax.omniglot_problem", fromlist=["x"]).build_model
+real_build_model = __import__("metajax.tasks.omniglot.task", fromlist=["x"]).build_model
 
 def timed(name, config, variant):
   t0 = time.perf_counter()
@@ -37,7 +37,7 @@ if which == "sine":
         timed(f"sine {steps}-step {'1st' if fo else '2nd'}", config,
               f"prefetch={prefetch}")
 else:
-  import metajax.omniglot_problem as op
+  import metajax.tasks.omniglot.task as op
   for fold, argmax in ((True, True), (True, False), (False, True)):
     op.build_model = lambda c, fold=fold: conv4.Conv4(
         num_classes=c.num_ways, strided=c.model == "conv4_strided",

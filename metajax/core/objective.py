@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metajax.inner import adapt, check_inner_settings
-from metajax.types import TaskBatch
+from metajax.core.inner import adapt, check_inner_settings
+from metajax.core.types import TaskBatch
 
 PyTree = Any
 

@@ -28,10 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from metajax import xla_options
-from metajax.config import ConfigError
-from metajax.meta_step import MetaGradFn, TaskSampler, make_meta_step
-from metajax.types import MetaState, TaskBatch
+from metajax import backend as xla_options
+from metajax.training.config import ConfigError
+from metajax.core.meta_step import MetaGradFn, TaskSampler, make_meta_step
+from metajax.core.types import MetaState, TaskBatch
 
 TASK_AXIS = "tasks"
 

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from metajax.types import MetaState
+from metajax.core.types import MetaState
 
 
 class CorruptCheckpointError(RuntimeError):

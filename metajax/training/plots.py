@@ -34,7 +34,7 @@ def plot_regression_adaptation(params, problem, inner, path: str, seed: int,
                                shots: int = 5, steps=(0, 1, 10),
                                num_tasks: int = 3):
   """True curves, K support points and predictions after `steps` steps."""
-  from metajax.tasks.regression import sample_regression_tasks  # pylint: disable=g-import-not-at-top
+  from metajax.tasks.regression_sampling import sample_regression_tasks  # pylint: disable=g-import-not-at-top
   key = jax.random.fold_in(jax.random.key(seed), 7)
   tasks, task_params = sample_regression_tasks(problem.family, key, num_tasks,
                                                shots, 1)

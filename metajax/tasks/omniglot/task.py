@@ -1,6 +1,6 @@
 """Omniglot N-way K-shot classification as a `Problem`, and its evaluation.
 
-Data come from `metajax.data` (official zips, cached once); tasks are
+Data come from `metajax.tasks.omniglot` (official zips, cached once); tasks are
 sampled inside the jitted meta-step. `num_support` and `num_query` are the
 shots and queries per class; `num_ways` the classes per task.
 """
@@ -9,12 +9,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from metajax import losses
-from metajax.config import Config, ConfigError
-from metajax.data import (
+from metajax.core import losses
+from metajax.training.config import Config, ConfigError
+from metajax.tasks.omniglot import (
     check_task_shape, load_omniglot, make_split, make_task_sampler, sample_tasks)
-from metajax.evaluation import adaptation_curves, summarize_curves
-from metajax.problems import Problem
+from metajax.core.evaluation import adaptation_curves, summarize_curves
+from metajax.tasks.base import Problem
 
 SPLIT_SEED = 0  # the character split is fixed across training seeds
 

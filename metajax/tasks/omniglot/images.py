@@ -28,9 +28,9 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from metajax.data import omniglot_cache
-from metajax.data import omniglot_files
-from metajax.data.omniglot_tasks import OmniglotTasks
+from metajax.tasks.omniglot import cache as omniglot_cache
+from metajax.tasks.omniglot import files as omniglot_files
+from metajax.tasks.omniglot.sampling import OmniglotTasks
 
 SPLIT_NAMES = ("maml", "lake")
 NUM_VAL_CHARACTERS = 100

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metajax.types import TaskBatch
+from metajax.core.types import TaskBatch
 
 NUM_ROTATIONS = 4
 

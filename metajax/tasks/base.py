@@ -9,10 +9,12 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 
-from metajax import algorithms, losses
-from metajax.config import Config
-from metajax.models import MLP, dense_ops
-from metajax.tasks.regression import (
+from metajax import algorithms
+from metajax.core import losses
+from metajax.training.config import Config
+from metajax.models import MLP
+from metajax.models.kernels import dense_ops
+from metajax.tasks.regression_sampling import (
     LinearTasks, SineTasks, sample_regression_tasks)
 
 
@@ -86,6 +88,6 @@ def build_problem(config: Config) -> Problem:
   if config.task in ("sine", "linear"):
     return build_regression(config)
   if config.task == "omniglot":
-    from metajax.omniglot_problem import build_omniglot  # pylint: disable=g-import-not-at-top
+    from metajax.tasks.omniglot.task import build_omniglot  # pylint: disable=g-import-not-at-top
     return build_omniglot(config)
   raise ValueError(f"config field 'task': unknown task {config.task!r}")

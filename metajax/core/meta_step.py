@@ -13,10 +13,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metajax import xla_options
-from metajax.losses import tree_is_finite
-from metajax.objective import InnerLoop, maml_task_loss, meta_objective
-from metajax.types import MetaState, TaskBatch
+from metajax import backend as xla_options
+from metajax.core.losses import tree_is_finite
+from metajax.core.objective import InnerLoop, maml_task_loss, meta_objective
+from metajax.core.types import MetaState, TaskBatch
 
 PyTree = Any
 MetaGradFn = Callable[[PyTree, TaskBatch, jax.Array], tuple]

@@ -2,13 +2,13 @@
 
 Call `initialize_from_env()` first thing in every process, before any other
 JAX call. After it, `jax.devices()` lists the devices of all processes, so
-`metajax.sharding.make_task_mesh()` spans every host, and each process runs
+`metajax.parallel.sharding.make_task_mesh()` spans every host, and each process runs
 the same program (SPMD):
 
   * tasks sampled inside the step come from the replicated key, so every
     process computes the same global meta-batch and keeps its devices' part;
   * host-fed tasks: each process loads its own slice of the meta-batch and
-    `metajax.sharding.shard_tasks` assembles the global array.
+    `metajax.parallel.sharding.shard_tasks` assembles the global array.
 
 Environment variables (explicit settings win over cluster auto-detection):
 

@@ -1,7 +1,7 @@
 """Command line: `python -m metajax EXPERIMENT [--field=value ...]`.
 
 EXPERIMENT names a module `experiments/<name>.py` (or is a path to such a
-file) whose `get_config()` returns a `metajax.config.Config`. Every config
+file) whose `get_config()` returns a `metajax.training.config.Config`. Every config
 field can be overridden as `--field=value`; `--help` lists them.
 """
 import importlib
@@ -11,9 +11,9 @@ import pkgutil
 import sys
 import time
 
-from metajax.config import (
+from metajax.training.config import (
     ConfigError, config_from_dict, describe_fields, override)
-from metajax.run_io import read_json
+from metajax.training.run_io import read_json
 
 USAGE = """usage: python -m metajax EXPERIMENT [--field=value ...] [--eval_only]
                           [--no_progress] [--help]
@@ -96,7 +96,7 @@ def _resumed_config(experiment, overrides):
 
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else argv
-  from metajax import distributed  # pylint: disable=g-import-not-at-top
+  from metajax.parallel import distributed  # pylint: disable=g-import-not-at-top
   distributed.initialize_from_env()  # no-op unless METAJAX_* variables say so
   try:
     experiment, overrides, flags = parse_args(argv)
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
       return 0 if "help" in flags else 2
     else:
       config = override(load_experiment(experiment), overrides)
-    from metajax import train  # pylint: disable=g-import-not-at-top
+    from metajax.training import trainer as train  # pylint: disable=g-import-not-at-top
     train.check_config(config)
   except ConfigError as e:
     print(f"error: {e}", file=sys.stderr)

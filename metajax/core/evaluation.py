@@ -10,9 +10,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metajax import xla_options
-from metajax.objective import InnerLoop, query_metrics
-from metajax.types import TaskBatch
+from metajax import backend as xla_options
+from metajax.core.objective import InnerLoop, query_metrics
+from metajax.core.types import TaskBatch
 
 
 def adaptation_curves(params, inner: InnerLoop, tasks: TaskBatch,

@@ -12,12 +12,15 @@ import jax
 import optax
 import tqdm
 
-from metajax import algorithms, plots, run_io, sharding
+from metajax import algorithms
+from metajax.training import plots
+from metajax.training import run_io
+from metajax.parallel import sharding
 from metajax.algorithms._common import inner_loop
-from metajax.checkpoint import Checkpointer
-from metajax.config import Config, ConfigError, validate
-from metajax.meta_step import init_meta_state, make_meta_step
-from metajax.problems import build_problem
+from metajax.training.checkpoint import Checkpointer
+from metajax.training.config import Config, ConfigError, validate
+from metajax.core.meta_step import init_meta_state, make_meta_step
+from metajax.tasks.base import build_problem
 
 
 class NonFiniteError(RuntimeError):
@@ -116,9 +119,9 @@ def evaluate(config: Config, problem, meta_params) -> dict:
     return algorithm.evaluate(config, problem, meta_params)
   params, inner = eval_adaptation(config, problem, meta_params)
   if problem.classification:
-    from metajax.omniglot_problem import evaluate_classification  # pylint: disable=g-import-not-at-top
+    from metajax.tasks.omniglot.task import evaluate_classification  # pylint: disable=g-import-not-at-top
     return evaluate_classification(params, problem, config, inner)
-  from metajax.regression_eval import evaluate_regression  # pylint: disable=g-import-not-at-top
+  from metajax.tasks.regression import evaluate_regression  # pylint: disable=g-import-not-at-top
   return evaluate_regression(params, problem, config, inner)
 
 
@@ -128,9 +131,9 @@ def run_validation(config: Config, problem, meta_params) -> dict:
   small = dataclasses.replace(config, eval_num_tasks=min(100, config.eval_num_tasks))
   params, inner = eval_adaptation(small, problem, meta_params)
   if problem.classification:
-    from metajax.omniglot_problem import evaluate_classification  # pylint: disable=g-import-not-at-top
+    from metajax.tasks.omniglot.task import evaluate_classification  # pylint: disable=g-import-not-at-top
     return evaluate_classification(params, problem, small, inner, split="val")
-  from metajax.regression_eval import evaluate_regression  # pylint: disable=g-import-not-at-top
+  from metajax.tasks.regression import evaluate_regression  # pylint: disable=g-import-not-at-top
   return evaluate_regression(params, problem, small, inner)
 
 
