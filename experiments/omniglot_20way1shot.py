@@ -6,12 +6,16 @@ Five inner SGD steps at 0.1 in training and at test, meta-batch 16.
 
 Paper (Finn et al. 2017, Table 1): 95.8 +- 0.3 %.
 """
-import dataclasses
+from metajax.training.config import override
 
 from experiments import omniglot_5way1shot
 
 
 def get_config():
-  return dataclasses.replace(
-      omniglot_5way1shot.get_config(), num_ways=20, meta_batch_size=16,
-      inner_steps=5, inner_lr=0.1, eval_inner_steps=(1, 5))
+  return override(
+      omniglot_5way1shot.get_config(), {
+      "task.ways": 20,
+      "outer.meta_batch_size": 16,
+      "inner.steps": 5,
+      "inner.lr": 0.1,
+      "eval.inner_steps": (1, 5)})

@@ -2,10 +2,12 @@
 
   python -m metajax omniglot_20way1shot_fomaml
 """
-import dataclasses
+from metajax.training.config import override
 
 from experiments import omniglot_20way1shot
 
 
 def get_config():
-  return dataclasses.replace(omniglot_20way1shot.get_config(), algorithm="fomaml")
+  return override(
+      omniglot_20way1shot.get_config(), {
+      "algorithm": "fomaml"})

@@ -9,13 +9,18 @@ SGD step at 0.4 in training and three at test, meta-batch 32, Adam 1e-3,
 
 Paper (Finn et al. 2017, Table 1): 98.7 +- 0.4 %.
 """
-from metajax.training.config import Config
-
+from metajax.algorithms.base import InnerConfig
+from metajax.models.configs import Conv4Config
+from metajax.tasks.base import EvalConfig
+from metajax.tasks.omniglot.task import OmniglotConfig
+from metajax.training.config import Config, OuterConfig, RunConfig
 
 def get_config() -> Config:
   return Config(
-      task="omniglot", algorithm="maml", model="conv4_strided", num_ways=5,
-      num_support=1, num_query=1, meta_batch_size=32, inner_steps=1,
-      inner_lr=0.4, outer_lr=1e-3, num_meta_steps=60_000, steps_per_call=1,
-      log_every=100, eval_every=5_000, checkpoint_every=5_000,
-      eval_inner_steps=(1, 3), eval_num_query=15, eval_num_tasks=600)
+      task=OmniglotConfig(ways=5, shots=1, queries=1, eval_queries=15),
+      model=Conv4Config(strided=True),
+      inner=InnerConfig(steps=1, lr=0.4),
+      outer=OuterConfig(lr=1e-3, meta_batch_size=32, num_meta_steps=60_000,
+                        steps_per_call=1),
+      eval=EvalConfig(inner_steps=(1, 3), num_tasks=600, every=5_000),
+      run=RunConfig(log_every=100, checkpoint_every=5_000))

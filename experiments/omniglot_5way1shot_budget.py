@@ -13,19 +13,21 @@ step, fixed here so the command reproduces the row:
 (this file is the MAML row). The paper budgets are 60k meta-steps and more;
 the README's algorithm table gives both.
 """
-import dataclasses
+from metajax.training.config import override
 
 from experiments import omniglot_5way1shot_cpu
 
 NUM_STEPS_MAML = 1_300  # What 4 minutes of this CPU buys MAML.
 
 
-def budget_config(num_meta_steps: int, **overrides):
-  """The shared budget setting with `num_meta_steps` and `overrides`."""
-  settings = dict(num_meta_steps=num_meta_steps, outer_schedule="cosine",
-                  eval_every=0, checkpoint_every=0)
-  settings.update(overrides)
-  return dataclasses.replace(omniglot_5way1shot_cpu.get_config(), **settings)
+def budget_config(num_meta_steps: int, overrides: dict = None):
+  """The shared budget setting with `num_meta_steps` and `overrides`
+  (dotted config names, as on the command line)."""
+  settings = {"outer.num_meta_steps": num_meta_steps,
+              "outer.schedule": "cosine", "eval.every": 0,
+              "run.checkpoint_every": 0}
+  settings.update(overrides or {})
+  return override(omniglot_5way1shot_cpu.get_config(), settings)
 
 
 def get_config():

@@ -15,4 +15,5 @@ NUM_STEPS = 3_800  # What 4 minutes of this CPU buys; see the README.
 
 def get_config():
   return budget_config(
-      NUM_STEPS, algorithm="anil")
+      NUM_STEPS, {
+      "algorithm": "anil"})

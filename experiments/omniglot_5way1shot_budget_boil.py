@@ -14,4 +14,5 @@ NUM_STEPS = 1_300  # What 4 minutes of this CPU buys; see the README.
 
 def get_config():
   return budget_config(
-      NUM_STEPS, algorithm="boil")
+      NUM_STEPS, {
+      "algorithm": "boil"})

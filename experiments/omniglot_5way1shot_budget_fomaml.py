@@ -13,4 +13,5 @@ NUM_STEPS = 2_400  # What 4 minutes of this CPU buys; see the README.
 
 def get_config():
   return budget_config(
-      NUM_STEPS, algorithm="fomaml")
+      NUM_STEPS, {
+      "algorithm": "fomaml"})

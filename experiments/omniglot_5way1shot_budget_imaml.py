@@ -15,6 +15,9 @@ NUM_STEPS = 400  # What 4 minutes of this CPU buys; see the README.
 
 def get_config():
   return budget_config(
-      NUM_STEPS, algorithm="imaml", inner_steps=5, imaml_lambda=2.5,
-      cg_steps=5,
-      eval_inner_steps=(1, 5))
+      NUM_STEPS, {
+      "algorithm": "imaml",
+      "inner.steps": 5,
+      "algorithm.lam": 2.5,
+      "algorithm.cg_steps": 5,
+      "eval.inner_steps": (1, 5)})

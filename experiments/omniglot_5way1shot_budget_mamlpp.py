@@ -15,6 +15,9 @@ NUM_STEPS = 800  # What 4 minutes of this CPU buys; see the README.
 
 def get_config():
   return budget_config(
-      NUM_STEPS, algorithm="mamlpp", inner_steps=2,
-      msl_anneal_steps=NUM_STEPS // 3, first_order_until=NUM_STEPS // 3,
-      eval_inner_steps=(1, 2, 3))
+      NUM_STEPS, {
+      "algorithm": "mamlpp",
+      "inner.steps": 2,
+      "algorithm.msl_anneal_steps": NUM_STEPS // 3,
+      "algorithm.first_order_until": NUM_STEPS // 3,
+      "eval.inner_steps": (1, 2, 3)})

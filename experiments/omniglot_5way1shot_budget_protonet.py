@@ -14,4 +14,5 @@ NUM_STEPS = 4_000  # What 4 minutes of this CPU buys; see the README.
 
 def get_config():
   return budget_config(
-      NUM_STEPS, algorithm="protonet")
+      NUM_STEPS, {
+      "algorithm": "protonet"})

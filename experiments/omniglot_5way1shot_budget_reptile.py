@@ -16,7 +16,12 @@ NUM_STEPS = 700  # What 4 minutes of this CPU buys; see the README.
 
 def get_config():
   return budget_config(
-      NUM_STEPS, algorithm="reptile", inner_steps=5, inner_optimizer="adam",
-      inner_lr=1e-3,
-      outer_optimizer="sgd", outer_lr=1.0, outer_schedule="linear",
-      eval_inner_steps=(5, 50))
+      NUM_STEPS, {
+      "algorithm": "reptile",
+      "inner.steps": 5,
+      "inner.optimizer": "adam",
+      "inner.lr": 0.001,
+      "outer.optimizer": "sgd",
+      "outer.lr": 1.0,
+      "outer.schedule": "linear",
+      "eval.inner_steps": (5, 50)})

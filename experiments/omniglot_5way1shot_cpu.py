@@ -9,12 +9,15 @@ more from annealing than from a constant rate), validation every 1,000.
 
 The README's Omniglot table gives the accuracy and wall-clock this reached.
 """
-import dataclasses
+from metajax.training.config import override
 
 from experiments import omniglot_5way1shot
 
 
 def get_config():
-  return dataclasses.replace(
-      omniglot_5way1shot.get_config(), num_meta_steps=7_000,
-      outer_schedule="cosine", eval_every=1_000, checkpoint_every=1_000)
+  return override(
+      omniglot_5way1shot.get_config(), {
+      "outer.num_meta_steps": 7000,
+      "outer.schedule": "cosine",
+      "eval.every": 1000,
+      "run.checkpoint_every": 1000})

@@ -4,11 +4,13 @@
 
 Paper (Finn et al. 2017, Table 1): 99.9 +- 0.1 %.
 """
-import dataclasses
+from metajax.training.config import override
 
 from experiments import omniglot_5way1shot
 
 
 def get_config():
-  return dataclasses.replace(omniglot_5way1shot.get_config(), num_support=5,
-                             num_query=5)
+  return override(
+      omniglot_5way1shot.get_config(), {
+      "task.shots": 5,
+      "task.queries": 5})

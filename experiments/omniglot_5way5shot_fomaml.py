@@ -2,10 +2,12 @@
 
   python -m metajax omniglot_5way5shot_fomaml
 """
-import dataclasses
+from metajax.training.config import override
 
 from experiments import omniglot_5way5shot
 
 
 def get_config():
-  return dataclasses.replace(omniglot_5way5shot.get_config(), algorithm="fomaml")
+  return override(
+      omniglot_5way5shot.get_config(), {
+      "algorithm": "fomaml"})

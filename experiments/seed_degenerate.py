@@ -7,11 +7,13 @@ reaches the noise floor 0.1^2 = 0.01. Kept as a config so that behaviour is test
 
   python -m metajax seed_degenerate
 """
-import dataclasses
+from metajax.training.config import override
 
 from experiments import seed_linear
 
 
 def get_config():
-  return dataclasses.replace(seed_linear.get_config(), slope_range=(2.0, 2.0),
-                             intercept_range=(3.0, 3.0))
+  return override(
+      seed_linear.get_config(), {
+      "task.slope_range": (2.0, 2.0),
+      "task.intercept_range": (3.0, 3.0)})

@@ -9,12 +9,16 @@ MSE after 1, 5 and 10 steps.
 
 Expected (README table): K=5 MSE <= 0.67 after 1 step, <= 0.35 after 10.
 """
-from metajax.training.config import Config
-
+from metajax.algorithms.base import InnerConfig
+from metajax.models.configs import MLPConfig
+from metajax.tasks.regression import SineConfig
+from metajax.training.config import Config, OuterConfig, RunConfig
 
 def get_config() -> Config:
   return Config(
-      task="sine", algorithm="maml", model="mlp", hidden_sizes=(40, 40),
-      activation="relu", meta_batch_size=25, num_support=10, num_query=10,
-      inner_steps=1, inner_lr=0.01, outer_lr=1e-3, num_meta_steps=70_000,
-      steps_per_call=10, log_every=1000)
+      task=SineConfig(support_points=10, query_points=10),
+      model=MLPConfig(hidden_sizes=(40, 40), activation="relu"),
+      inner=InnerConfig(steps=1, lr=0.01),
+      outer=OuterConfig(lr=1e-3, meta_batch_size=25, num_meta_steps=70_000,
+                        steps_per_call=10),
+      run=RunConfig(log_every=1000))

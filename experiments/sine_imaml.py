@@ -16,12 +16,16 @@ non-finite step (about meta-step 3.5k), keeping the last good parameters
 (`--eval_only` evaluates them). Classification losses (Omniglot), whose
 curvature is bounded, are iMAML's intended setting.
 """
-import dataclasses
+from metajax.training.config import override
 
 from experiments import sine
 
 
 def get_config():
-  return dataclasses.replace(
-      sine.get_config(), algorithm="imaml", inner_steps=5, imaml_lambda=100.0,
-      cg_steps=5, num_meta_steps=20_000)
+  return override(
+      sine.get_config(), {
+      "algorithm": "imaml",
+      "inner.steps": 5,
+      "algorithm.lam": 100.0,
+      "algorithm.cg_steps": 5,
+      "outer.num_meta_steps": 20000})

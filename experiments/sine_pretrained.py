@@ -5,10 +5,12 @@ fine-tuned at evaluation exactly like MAML (SGD 0.01, 1/5/10 steps).
 
   python -m metajax sine_pretrained
 """
-import dataclasses
+from metajax.training.config import override
 
 from experiments import sine
 
 
 def get_config():
-  return dataclasses.replace(sine.get_config(), algorithm="pretrain")
+  return override(
+      sine.get_config(), {
+      "algorithm": "pretrain"})

@@ -12,13 +12,17 @@ Measured (600 tasks, 95% CI): K=5 MSE 1.09 +- 0.10 after 1 step, 0.55 +-
 Serial variant (one task after another): add --reptile_serial=true
 --outer_lr=0.1 (epsilon per task).
 """
-import dataclasses
+from metajax.training.config import override
 
 from experiments import sine
 
 
 def get_config():
-  return dataclasses.replace(
-      sine.get_config(), algorithm="reptile", inner_steps=5,
-      outer_optimizer="sgd", outer_lr=1.0, outer_schedule="linear",
-      num_meta_steps=40_000)
+  return override(
+      sine.get_config(), {
+      "algorithm": "reptile",
+      "inner.steps": 5,
+      "outer.optimizer": "sgd",
+      "outer.lr": 1.0,
+      "outer.schedule": "linear",
+      "outer.num_meta_steps": 40000})

@@ -1,23 +1,31 @@
 """Tiny problems shared by the algorithm tests (not a test module)."""
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 
 import metajax as mj
 from experiments import sine
 from metajax.models import MLP
-from metajax.tasks.base import Problem
+from metajax.backend import PORTABLE
 from metajax.core.types import TaskBatch
+from metajax.tasks.base import Problem
+from metajax.training.config import override
 
 
-def tiny_sine_config(**changes):
-  """A sine config small enough to compile and step in about a second."""
-  base = dataclasses.replace(
-      sine.get_config(), hidden_sizes=(8,), meta_batch_size=4, num_support=5,
-      num_query=5, num_meta_steps=20, steps_per_call=1, log_every=10,
-      eval_num_tasks=20, eval_num_query=10, eval_inner_steps=(1, 2))
-  return dataclasses.replace(base, **changes)
+def tiny_sine_config(changes=None, **short):
+  """A sine config small enough to compile and step in about a second.
+
+  `changes` maps dotted config names to values; keyword arguments are the
+  same with `__` for the dot (`inner__steps=2`).
+  """
+  base = override(sine.get_config(), {
+      "model.hidden_sizes": (8,), "outer.meta_batch_size": 4,
+      "task.support_points": 5, "task.query_points": 5,
+      "outer.num_meta_steps": 20, "outer.steps_per_call": 1,
+      "run.log_every": 10, "eval.num_tasks": 20,
+      "task.eval_query_points": 10, "eval.inner_steps": (1, 2)})
+  changes = dict(changes or {})
+  changes.update({k.replace("__", "."): v for k, v in short.items()})
+  return override(base, changes)
 
 
 def tanh_params_and_tasks(hidden=(5,), num_tasks=2, points=6, seed=3):
@@ -33,20 +41,20 @@ def tanh_params_and_tasks(hidden=(5,), num_tasks=2, points=6, seed=3):
   return params, mj.mse_loss(model.apply), tasks
 
 
-def cluster_problem(config, signal_dims=2, noise_dims=6):
+def cluster_problem(config, ways=3, signal_dims=2, noise_dims=6):
   """N-way classification of Gaussian clusters hidden among noisy inputs.
 
-  Each task draws `num_ways` class means in `signal_dims` dimensions; inputs
+  Each task draws `ways` class means in `signal_dims` dimensions; inputs
   append `noise_dims` dimensions of large noise, so an embedding must learn
   to ignore them. Labels are 0..N-1, class-major, like Omniglot's tasks.
   """
-  ways, shots, queries = config.num_ways, config.num_support, config.num_query
+  shots, queries = config.task.support_points, config.task.query_points
   dims = signal_dims + noise_dims
   model = MLP(hidden_sizes=(16,), output_size=ways, activation="tanh")
 
   def sampler(key):
     k_mean, k_signal, k_noise = jax.random.split(key, 3)
-    num_tasks, points = config.meta_batch_size, shots + queries
+    num_tasks, points = config.outer.meta_batch_size, shots + queries
     means_TxNx1xS = 2.0 * jax.random.normal(
         k_mean, (num_tasks, ways, 1, signal_dims))
     signal = means_TxNx1xS + 0.3 * jax.random.normal(
@@ -62,7 +70,23 @@ def cluster_problem(config, signal_dims=2, noise_dims=6):
         (split(x_TxNxPxD, 0, shots), split(labels_TxNxP, 0, shots)),
         (split(x_TxNxPxD, shots, points), split(labels_TxNxP, shots, points)))
 
+  def eval_tasks(split="test", num_tasks=None):
+    """Fresh tasks from the sampler (a fixed key), meta-batch by meta-batch."""
+    del split
+    count = num_tasks or config.eval.num_tasks
+    draws = -(-count // config.outer.meta_batch_size)
+    batches = jax.vmap(sampler)(jax.random.split(
+        jax.random.key(config.eval.seed), draws))
+    tasks = jax.tree.map(lambda b: b.reshape((-1,) + b.shape[2:])[:count],
+                         batches)
+    return {f"{ways}-way {shots}-shot fresh": tasks}
+
+  def no_evaluation(*args, **kwargs):
+    raise NotImplementedError("the cluster problem has no adaptation protocol")
+
   return Problem(
-      model=model, init_params=lambda key: model.init(key, jnp.zeros((1, dims))),
+      kind="classification", model=model,
+      init_params=lambda key: model.init(key, jnp.zeros((1, dims))),
       **mj.classification_fns(model.apply), train_sampler=sampler,
-      classification=True)
+      evaluate=no_evaluation, eval_tasks=eval_tasks,
+      formulations=PORTABLE, num_classes=ways)

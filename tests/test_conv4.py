@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from benchmarks import conv_formulations
+from metajax import backend
 from metajax.models.kernels import conv_ops
-from metajax.models.conv4 import (Conv4, ConvBlock, batch_moments,
+from metajax.models.conv4 import (MAX_POOLS, Conv4, ConvBlock, batch_moments,
                                   max_pool_2x2, signed_max_pool_2x2)
 
 # (input channels, filters): 9 * 1 <= 16 takes the batched-im2col kernels,
@@ -18,6 +19,20 @@ from metajax.models.conv4 import (Conv4, ConvBlock, batch_moments,
 CHANNELS = [(1, 16), (3, 4)]
 # The formulations checked against lax.conv_general_dilated.
 FORMULATIONS = pytest.mark.parametrize('conv_name', ['fast', 'im2col'])
+
+
+def _conv4_fields(formulations):
+  """Conv4's formulation fields as `formulations` (a backend.Formulations)
+  sets them."""
+  return dict(conv=formulations.conv, fold_norm=formulations.fold_norm,
+              max_pool=formulations.max_pool)
+
+
+# Conv4's fields under the CPU and the portable formulations.
+CPU_FIELDS, PORTABLE_FIELDS = (_conv4_fields(backend.CPU),
+                               _conv4_fields(backend.PORTABLE))
+BOTH_FORMULATIONS = pytest.mark.parametrize(
+    'formulations', [CPU_FIELDS, PORTABLE_FIELDS], ids=['cpu', 'portable'])
 
 
 def _arrays(key, *shapes):
@@ -132,16 +147,18 @@ def test_conv_rejects_mixed_dtypes():
     conv_ops.conv3x3(jnp.ones((1, 3, 3, 1)), jnp.ones((3, 3, 1, 2), jnp.int32))
 
 
-def test_max_pool_value_and_one_hot_gradient():
+@pytest.mark.parametrize('by_argmax', [True, False])
+def test_max_pool_value_and_one_hot_gradient(by_argmax):
+  pool = functools.partial(max_pool_2x2, by_argmax=by_argmax)
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 3))
   window = lambda x: lax.reduce_window(
       x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), 'VALID')
-  np.testing.assert_array_equal(max_pool_2x2(x), window(x))
+  np.testing.assert_array_equal(pool(x), window(x))
   v = jax.random.normal(jax.random.PRNGKey(1), (2, 2, 3, 3))
   np.testing.assert_array_equal(
-      jax.grad(lambda x: jnp.vdot(max_pool_2x2(x), v))(x),
+      jax.grad(lambda x: jnp.vdot(pool(x), v))(x),
       jax.grad(lambda x: jnp.vdot(window(x), v))(x))
-  ties = jax.grad(lambda x: jnp.sum(max_pool_2x2(x)))(jnp.zeros((1, 4, 4, 1)))
+  ties = jax.grad(lambda x: jnp.sum(pool(x)))(jnp.zeros((1, 4, 4, 1)))
   np.testing.assert_array_equal(ties[0, ::2, ::2, 0], 1.)  # one per window
   assert float(jnp.sum(ties)) == 4.
 
@@ -165,6 +182,13 @@ def test_signed_max_pool_is_the_pool_of_the_signed_input(by_argmax):
       grad, jax.grad(lambda x: jnp.vdot(window(signed(x)), v))(x))
   np.testing.assert_array_equal(grad[0, :2, :2, 1],
                                 [[-v[0, 0, 0, 1], 0.], [0., 0.]])
+
+
+def test_signed_max_pool_takes_a_bool_only():
+  x, sign = jnp.ones((1, 4, 4, 2)), jnp.ones((2,))
+  for by_argmax in (None, 'auto', 1):
+    with pytest.raises(ValueError, match='by_argmax'):
+      signed_max_pool_2x2(x, sign, by_argmax=by_argmax)
 
 
 @pytest.mark.parametrize('conv_name', ['fast', 'im2col'])
@@ -268,11 +292,17 @@ def _f64(params, negate_scale=True):
 
 @pytest.mark.parametrize('strided,pool_first', [(False, False), (True, False),
                                                 (False, True)])
-def test_fast_model_equals_reference_model(x64, strided, pool_first):
+@pytest.mark.parametrize('fold_norm,max_pool', [(True, 'argmax'),
+                                                (False, 'pairwise')])
+def test_fast_model_equals_reference_model(x64, strided, pool_first,
+                                           fold_norm, max_pool):
+  # The three convs under either backend's other formulations (fold_norm
+  # and max_pool as backend.CPU and backend.PORTABLE set them).
   x, = _arrays(3, (4, 12, 12, 1))
-  kw = dict(num_classes=3, width=8, num_blocks=3, strided=strided)
+  kw = dict(num_classes=3, width=8, num_blocks=3, strided=strided,
+            fold_norm=fold_norm, max_pool=max_pool)
   params = _f64(Conv4(**kw).init(jax.random.PRNGKey(0), x))
-  models = [Conv4(pool_before_norm=pool_first, **kw),
+  models = [Conv4(conv='fast', pool_before_norm=pool_first, **kw),
             Conv4(conv='im2col', **kw), Conv4(conv='reference', **kw)]
   value_and_grad = lambda m: jax.jit(jax.value_and_grad(
       lambda p: jnp.sum(jnp.sin(m.apply(p, x)))))(params)
@@ -289,18 +319,21 @@ def test_pool_before_norm_rejects_non_monotone_activations():
 
 
 def test_maml_meta_gradient_fast_equals_reference(x64):
+  # The CPU formulations (conv 'fast', folded first block, argmax pool)
+  # against the reference conv with the portable ones.
   data = _tiny_problem()
   kw = dict(num_classes=3, width=8, num_blocks=2)
   params = _f64(Conv4(**kw).init(jax.random.PRNGKey(0), data[0][0]))
-  fast = conv_formulations.make_meta_step(Conv4(**kw))
+  fast = conv_formulations.make_meta_step(Conv4(**CPU_FIELDS, **kw))
   ref = conv_formulations.make_meta_step(Conv4(conv='reference', **kw))
   _close(fast(params, *data), ref(params, *data), rtol=1e-9)
 
 
-def test_maml_meta_gradient_matches_central_differences(x64):
+@BOTH_FORMULATIONS
+def test_maml_meta_gradient_matches_central_differences(x64, formulations):
   data = _tiny_problem(key=4)
   model = Conv4(num_classes=3, width=4, num_blocks=2, activation=jnp.tanh,
-                pool_before_norm=True)
+                pool_before_norm=True, **formulations)
   params = _f64(model.init(jax.random.PRNGKey(1), data[0][0]))
   step = conv_formulations.make_meta_step(model)
   loss, grads = step(params, *data)
@@ -316,14 +349,34 @@ def test_maml_meta_gradient_matches_central_differences(x64):
   np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
 
 
-def test_auto_conv_is_the_fast_primitive_on_cpu_and_im2col_elsewhere(
-    monkeypatch):
-  assert jax.default_backend() == 'cpu'
-  assert conv_ops.get_conv('auto') is conv_ops.conv3x3
-  assert Conv4(num_classes=2).conv == 'auto'
-  monkeypatch.setattr(jax, 'default_backend', lambda: 'gpu')
-  assert conv_ops.get_conv('auto') is conv_ops.conv_im2col
-  assert conv_ops.resolve_name('reference') == 'reference'
+def test_conv_names_and_the_backends_choices():
+  # The CPU formulation is the fast primitive, the portable one (Conv4's
+  # default) im2col; 'auto' is gone.
+  assert conv_ops.get_conv(backend.for_backend('cpu').conv) is conv_ops.conv3x3
+  assert conv_ops.get_conv(backend.for_backend('gpu').conv) is (
+      conv_ops.conv_im2col)
+  assert Conv4(num_classes=2).conv == 'im2col' == backend.PORTABLE.conv
+  assert conv_ops.get_conv('fast') is conv_ops.conv3x3
+  assert conv_ops.get_conv('reference') is conv_ops.conv_reference
+  assert conv_ops.get_conv(conv_ops.conv_im2col) is conv_ops.conv_im2col
+  assert set(conv_ops.NAMES) == set(backend.CONVS)
+  assert set(MAX_POOLS) == set(backend.MAX_POOLS)
+  for bad in ('auto', 'fastest', None):
+    with pytest.raises(ValueError, match="'fast', 'im2col', 'reference'"):
+      conv_ops.get_conv(bad)
+
+
+@pytest.mark.parametrize('field,value,allowed', [
+    ('conv', 'auto', "'fast', 'im2col', 'reference'"),
+    ('max_pool', 'auto', "'argmax', 'pairwise'"),
+    ('max_pool', True, "'argmax', 'pairwise'"),
+    ('fold_norm', 'auto', 'True or False')])
+def test_conv4_rejects_bad_formulations(field, value, allowed):
+  model = Conv4(num_classes=2, width=16, num_blocks=1, **{field: value})
+  x = jax.ShapeDtypeStruct((2, 8, 8, 1), jnp.float32)
+  with pytest.raises(ValueError, match=f"Conv4 field '{field}'") as error:
+    jax.eval_shape(model.init, jax.random.PRNGKey(0), x)
+  assert allowed in str(error.value)
 
 
 @pytest.mark.parametrize('cin,stride', [(1, 1), (1, 2), (3, 1)])
@@ -347,7 +400,9 @@ def _block_outputs_and_derivatives(block, params, x):
 @pytest.mark.parametrize('stride,pool', [(1, True), (2, False)])
 def test_folded_block_equals_the_plain_block(x64, activation, stride, pool):
   x, = _arrays(6, (4, 8, 8, 1))
-  kw = dict(width=12, stride=stride, pool=pool, activation=activation)
+  # The CPU's conv and pool (the formulations fold_norm runs with there).
+  kw = dict(width=12, stride=stride, pool=pool, activation=activation,
+            conv=conv_ops.conv3x3, max_pool='argmax')
   params = ConvBlock(**kw).init(jax.random.PRNGKey(0), x)
   params = jax.tree.map(lambda a: a + 1.5 * jnp.sin(jnp.arange(a.size)).reshape(
       a.shape), params)  # a non-trivial bias and negative scales
@@ -357,27 +412,35 @@ def test_folded_block_equals_the_plain_block(x64, activation, stride, pool):
   _close(folded, plain)
 
 
-def test_fold_norm_applies_to_few_input_channels_only():
+@BOTH_FORMULATIONS
+def test_fold_norm_applies_to_few_input_channels_only(formulations):
   x = jnp.zeros((2, 8, 8, 1))
-  model = Conv4(num_classes=2, width=16, num_blocks=2, fold_norm=True)
+  kw = dict(num_classes=2, width=16, num_blocks=2,
+            conv=formulations['conv'], max_pool=formulations['max_pool'])
+  model = Conv4(fold_norm=True, **kw)
   params = model.init(jax.random.PRNGKey(0), x)
   jaxpr = str(jax.make_jaxpr(model.apply)(params, x))
   # block0 (1 channel) sums no squares of its output; block1 (16) does.
   assert 'f32[2,8,8,16] = square' not in jaxpr
   assert 'f32[2,4,4,16] = square' in jaxpr
-  # 'auto' folds on the CPU backend (the tests' backend) only.
-  auto = Conv4(num_classes=2, width=16, num_blocks=2)
-  assert str(jax.make_jaxpr(auto.apply)(params, x)) == jaxpr
-  plain = Conv4(num_classes=2, width=16, num_blocks=2, fold_norm=False)
-  assert 'f32[2,8,8,16] = square' in str(
-      jax.make_jaxpr(plain.apply)(params, x))
-  with pytest.raises(ValueError, match="'fold_norm'"):
-    Conv4(num_classes=2, fold_norm='yes').init(jax.random.PRNGKey(0), x)
+  # The CPU formulations fold, the portable ones (the default) do not.
+  chosen = Conv4(**{**kw, 'fold_norm': formulations['fold_norm']})
+  plain = Conv4(fold_norm=False, **kw)
+  plain_jaxpr = str(jax.make_jaxpr(plain.apply)(params, x))
+  assert str(jax.make_jaxpr(chosen.apply)(params, x)) == (
+      jaxpr if formulations['fold_norm'] else plain_jaxpr)
+  assert 'f32[2,8,8,16] = square' in plain_jaxpr
+  assert str(jax.make_jaxpr(Conv4(**kw).apply)(params, x)) == plain_jaxpr
+  for bad in ('yes', 'auto'):
+    with pytest.raises(ValueError, match="'fold_norm'"):
+      Conv4(num_classes=2, fold_norm=bad).init(jax.random.PRNGKey(0), x)
 
 
-def test_maml_meta_gradient_with_folded_norm(x64):
+@pytest.mark.parametrize('conv', ['fast', 'im2col'])
+def test_maml_meta_gradient_with_folded_norm(x64, conv):
   data = _tiny_problem(key=7)
-  kw = dict(num_classes=3, width=10, num_blocks=2, activation=jnp.tanh)
+  kw = dict(num_classes=3, width=10, num_blocks=2, activation=jnp.tanh,
+            conv=conv, max_pool='argmax' if conv == 'fast' else 'pairwise')
   params = _f64(Conv4(**kw).init(jax.random.PRNGKey(2), data[0][0]))
   folded = conv_formulations.make_meta_step(Conv4(fold_norm=True, **kw))
   plain = conv_formulations.make_meta_step(Conv4(fold_norm=False, **kw))

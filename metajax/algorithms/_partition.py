@@ -2,7 +2,7 @@
 
 A partition is `partition_fn(path, leaf) -> bool` over the params pytree
 (True: the leaf adapts in the inner loop). The head is a top-level submodule
-of the Flax params: `config.head_name`, or by default the last top-level
+of the Flax params: `algorithm.head`, or by default the last top-level
 submodule the model applies (found by an abstract forward pass on one task's
 inputs), else the last one created.
 
@@ -19,10 +19,17 @@ import flax.linen as nn
 import jax
 import optax
 
-from metajax.algorithms._common import inner_loop
-from metajax.training.config import ConfigError
-from metajax.core.meta_step import maml_meta_grad
+from metajax.algorithms.base import inner_loop
+from metajax.algorithms.maml import maml_meta_grad
 from metajax.core.objective import InnerLoop, maml_task_loss
+from metajax.settings import ConfigError, Section, setting
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadConfig(Section):
+  """The `algorithm` section of algorithms that split off a head."""
+  head: str = setting("", "the head's top-level submodule ('': the last "
+                      "one the model applies)")
 
 
 def _modules(params):
@@ -55,18 +62,20 @@ def _applied_order(model, params, x):
 
 
 def find_head(config, problem) -> str:
-  """The head's name; ConfigError naming 'head_name' if it does not exist."""
+  """The head's name; ConfigError naming 'algorithm.head' if it does not
+  exist."""
   params = problem.init_params(jax.random.key(0))
   modules = _modules(params)
   if not isinstance(modules, Mapping) or not modules:
-    raise ConfigError("config field 'head_name': the params are not a dict of "
-                      "submodules, so there is no head to find")
+    raise ConfigError("config field 'algorithm.head': the params are not a "
+                      "dict of submodules, so there is no head to find")
   names = list(modules)
-  if config.head_name:
-    if config.head_name not in names:
-      raise ConfigError(f"config field 'head_name': {config.head_name!r} is "
-                        f"not a top-level submodule; expected one of {names}")
-    return config.head_name
+  head = config.algorithm.head
+  if head:
+    if head not in names:
+      raise ConfigError(f"config field 'algorithm.head': {head!r} is not a "
+                        f"top-level submodule; expected one of {names}")
+    return head
   try:  # the last submodule applied, on one task's support inputs
     x = jax.eval_shape(problem.train_sampler, jax.random.key(0)).support[0][0]
     applied = [n for n in _applied_order(problem.model, params, x)
@@ -105,9 +114,9 @@ def check_partition(config, problem, partition_fn, name: str):
   params = jax.eval_shape(problem.init_params, jax.random.key(0))
   flags = jax.tree.leaves(mask_of(params, partition_fn))
   if not any(flags) or all(flags):
-    head = config.head_name or "the last top-level submodule"
+    head = config.algorithm.head or "the last top-level submodule"
     raise ConfigError(
-        f"config field 'head_name' ({head}): {name}'s partition adapts "
+        f"config field 'algorithm.head' ({head}): {name}'s partition adapts "
         f"{sum(flags)} of {len(flags)} parameter arrays; it must adapt some "
         "but not all (is the head the whole model, or is there no body?)")
 
@@ -136,10 +145,10 @@ def partial_meta_grad(config, problem, partition_fn, name: str):
 
 
 def partial_eval_adaptation(config, problem, meta_params, partition_fn):
-  """Plain SGD at `inner_lr` on the adapted leaves; zero for the rest."""
+  """Plain SGD at `inner.lr` on the adapted leaves; zero for the rest."""
   labels = lambda params: jax.tree.map(
       lambda m: "adapt" if m else "freeze", mask_of(params, partition_fn))
   optimizer = optax.multi_transform(
-      {"adapt": optax.sgd(config.inner_lr), "freeze": optax.set_to_zero()},
+      {"adapt": optax.sgd(config.inner.lr), "freeze": optax.set_to_zero()},
       labels)
   return meta_params, inner_loop(config, problem, optimizer=optimizer)

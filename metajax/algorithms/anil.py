@@ -2,16 +2,24 @@
 
 The body (every parameter outside the head) is frozen during adaptation and
 learned only by the outer loop; its meta-gradient flows through the head's
-inner updates and the query loss. The head is `config.head_name`, or the
-last top-level submodule the model applies (the MLP's last `Dense_n`, the
+inner updates and the query loss. The head is `algorithm.head`, or the last
+top-level submodule the model applies (the MLP's last `Dense_n`, the
 Conv4's final Dense). Inner steps are on the head only, so second-order
-ANIL is much cheaper than MAML. Test-time adaptation: SGD at `inner_lr` on
+ANIL is much cheaper than MAML. Test-time adaptation: SGD at `inner.lr` on
 the head.
 
-Config: as MAML (`inner_steps`, `inner_lr`, `inner_optimizer`,
-`first_order`, `remat`) plus `head_name`.
+Config: as MAML (`inner.*`) plus `algorithm.head`.
 """
+import dataclasses
+
 from metajax.algorithms import _partition
+from metajax.algorithms.base import Algorithm
+
+
+@dataclasses.dataclass(frozen=True)
+class AnilConfig(_partition.HeadConfig):
+  """ANIL's `algorithm` section."""
+  NAME = "anil"
 
 
 def partition_fn(config, problem):
@@ -28,3 +36,8 @@ def make_meta_grad(config, problem):
 def eval_adaptation(config, problem, meta_params):
   return _partition.partial_eval_adaptation(
       config, problem, meta_params, partition_fn(config, problem))
+
+
+ALGORITHM = Algorithm(name="anil", family="optimization",
+                      config_class=AnilConfig, make_meta_grad=make_meta_grad,
+                      eval_adaptation=eval_adaptation)

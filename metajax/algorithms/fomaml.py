@@ -1,7 +1,10 @@
 """First-order MAML: MAML with stop-gradient through the inner gradients."""
-from metajax.algorithms._common import inner_loop
-from metajax.core.meta_step import maml_meta_grad
+from metajax.algorithms.base import Algorithm, inner_loop, no_settings
+from metajax.algorithms.maml import maml_meta_grad
 
+FomamlConfig = no_settings("fomaml")
 
-def make_meta_grad(config, problem):
-  return maml_meta_grad(inner_loop(config, problem, first_order=True))
+ALGORITHM = Algorithm(
+    name="fomaml", family="optimization", config_class=FomamlConfig,
+    make_meta_grad=lambda config, problem: maml_meta_grad(
+        inner_loop(config, problem, first_order=True)))

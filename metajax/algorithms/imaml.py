@@ -2,51 +2,42 @@
 
 Per task the inner problem is proximal,
   phi*(theta) = argmin_phi L_support(phi) + lambda/2 |phi - theta|^2,
-solved approximately by `inner_steps` steps of the inner optimizer from theta
+solved approximately by `inner.steps` steps of the inner optimizer from theta
 with the proximal gradient `lambda (phi - theta)` added to the loss gradient
 (`proximal` below). The loop is NOT differentiated: at the solution,
 d phi*/d theta = (I + H/lambda)^-1 with H the support-loss Hessian at phi, so
 the task's meta-gradient is `g = (I + H/lambda)^-1 grad L_query(phi)`,
-found by `cg_steps` iterations of conjugate gradient using Hessian-vector
+found by `algorithm.cg_steps` iterations of conjugate gradient using Hessian-vector
 products (forward-over-reverse). Memory does not grow with `inner_steps`.
 The estimate is exact when the inner problem is solved exactly.
 
 Evaluation adapts with the same proximal inner optimizer.
 
-Config: `inner_steps`, `inner_lr`, `inner_optimizer`, `imaml_lambda`,
-`cg_steps`.
+Config: `inner.steps`, `inner.lr`, `inner.optimizer`, `algorithm.lam`,
+`algorithm.cg_steps`.
 """
-import math
+import dataclasses
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from metajax.algorithms._common import inner_loop, inner_optimizer
-from metajax.training.config import ConfigError
+from metajax.algorithms.base import Algorithm, inner_loop, inner_optimizer
 from metajax.core.objective import InnerLoop, query_metrics
+from metajax.settings import Section, positive, positive_int, setting
 
 PyTree = Any
 
 
-# Hessian-vector products by `jax.jvp` through the model: `dense='auto'`
-# keeps the MLP's plain product, which has forward-mode derivatives.
-USES_FORWARD_MODE = True
-
-
-def check(config):
-  if config.dense == "fast":
-    raise ConfigError("config field 'dense': 'fast' has no forward-mode "
-                      "derivative and imaml takes jax.jvp through the model; "
-                      "expected 'auto' or 'plain'")
-  lam = config.imaml_lambda
-  if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
-    raise ConfigError("config field 'imaml_lambda': expected a positive "
-                      f"finite number, got {lam!r}")
-  if not isinstance(config.cg_steps, int) or config.cg_steps < 1:
-    raise ConfigError("config field 'cg_steps': expected a positive integer, "
-                      f"got {config.cg_steps!r}")
+@dataclasses.dataclass(frozen=True)
+class ImamlConfig(Section):
+  """iMAML's `algorithm` section."""
+  NAME = "imaml"
+  lam: float = setting(1.0, "proximal strength lambda in L(phi) + lambda/2 "
+                       "|phi - theta|^2", check=positive)
+  cg_steps: int = setting(5, "conjugate-gradient iterations for "
+                          "(I + H/lambda)^-1 g", check=positive_int)
 
 
 def proximal(theta: PyTree, lam: float, base: optax.GradientTransformation
@@ -116,9 +107,9 @@ def implicit_task_grad(theta, task, inner: InnerLoop, lam: float,
 
 
 def imaml_meta_grad(inner: InnerLoop, lam: float, cg_steps: int):
-  """`meta_grad_fn(params, tasks, key)`: implicit gradients, vmapped."""
-  def meta_grad_fn(params, tasks, key):
-    del key
+  """`meta_grad_fn(params, tasks, key, step)`: implicit gradients, vmapped."""
+  def meta_grad_fn(params, tasks, key, step):
+    del key, step
     grads_T, metrics_T = jax.vmap(
         lambda t: implicit_task_grad(params, t, inner, lam, cg_steps))(tasks)
     metrics = jax.tree.map(jnp.mean, metrics_T)
@@ -129,10 +120,16 @@ def imaml_meta_grad(inner: InnerLoop, lam: float, cg_steps: int):
 
 def make_meta_grad(config, problem):
   return imaml_meta_grad(inner_loop(config, problem, first_order=True),
-                         config.imaml_lambda, config.cg_steps)
+                         config.algorithm.lam, config.algorithm.cg_steps)
 
 
 def eval_adaptation(config, problem, meta_params):
-  base = inner_optimizer(config) or optax.sgd(config.inner_lr)
-  optimizer = proximal(meta_params, config.imaml_lambda, base)
+  base = inner_optimizer(config) or optax.sgd(config.inner.lr)
+  optimizer = proximal(meta_params, config.algorithm.lam, base)
   return meta_params, inner_loop(config, problem, optimizer=optimizer)
+
+
+ALGORITHM = Algorithm(
+    name="imaml", family="optimization", config_class=ImamlConfig,
+    make_meta_grad=make_meta_grad, eval_adaptation=eval_adaptation,
+    uses_forward_mode=True)

@@ -3,50 +3,62 @@
 Implemented from the paper:
 - LSLR: learned per-layer, per-step inner rates. Meta-parameters are
   `{"params": model_params, "log_lr": one (inner_steps,) vector per parameter
-  tensor}`, initialised to `log(inner_lr)`. Evaluation beyond `inner_steps`
+  tensor}`, initialised to `log(inner.lr)`. Evaluation beyond `inner_steps`
   reuses the last step's rates.
 - MSL: multi-step loss, the query loss after every inner step weighted by
   `v(step)`: uniform at meta-step 0, annealed linearly to the last step only
-  over `msl_anneal_steps` meta-steps (the paper floors the non-final weights
+  over `algorithm.msl_anneal_steps` meta-steps (the paper floors the non-final weights
   at 0.03/N while annealing and then switches to the final-step loss; 0
   disables MSL).
 - DA: derivative-order annealing, first-order meta-gradients before meta-step
-  `first_order_until`, second-order after (`lax.cond` on the step; the
-  meta-step passes `step` because `meta_grad_fn.needs_step` is set).
-  `first_order=True` keeps it first-order throughout.
-- CA: cosine annealing of the outer rate: set `outer_schedule="cosine"`.
+  `algorithm.first_order_until`, second-order after (`lax.cond` on the step; the
+  meta-step passes `step` to every meta-gradient function).
+  `inner.first_order=true` keeps it first-order throughout.
+- CA: cosine annealing of the outer rate: set `outer.schedule=cosine`.
 Not implemented: per-step batch-norm statistics and weights (BNRS/BNWB);
 they need a model with batch norm and per-step state, which the MLP lacks.
 
-Config: `inner_steps`, `inner_lr` (initial rates), `msl_anneal_steps`,
-`first_order_until`, `first_order`, `remat`; `inner_optimizer` must be "sgd".
+Config: `inner.steps`, `inner.lr` (initial rates), `inner.first_order`,
+`inner.remat`, `algorithm.msl_anneal_steps`, `algorithm.first_order_until`;
+`inner.optimizer` must be "sgd".
 """
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
-from metajax.algorithms._common import inner_loop
 from metajax.algorithms._rates import (
     init_log_rates, learned_rate_sgd, mean_rate)
-from metajax.training.config import ConfigError
+from metajax.algorithms.base import Algorithm, inner_loop
 from metajax.core.objective import InnerLoop, query_metrics
+from metajax.settings import (
+    ConfigError, Section, non_negative_int, setting)
 
 
-def check(config):
-  if config.inner_optimizer != "sgd":
+@dataclasses.dataclass(frozen=True)
+class MamlppConfig(Section):
+  """MAML++'s `algorithm` section."""
+  NAME = "mamlpp"
+  msl_anneal_steps: int = setting(
+      7_500, "multi-step-loss weights go from uniform to last-step-only over "
+      "this many meta-steps (0: last step only)", check=non_negative_int)
+  first_order_until: int = setting(
+      25_000, "first-order meta-gradients before this meta-step",
+      check=non_negative_int)
+
+
+def check(config, problem):
+  del problem
+  if config.inner.optimizer != "sgd":
     raise ConfigError(
-        "config field 'inner_optimizer': mamlpp learns per-step SGD rates and "
-        f"needs 'sgd', got {config.inner_optimizer!r}")
-  for name in ("msl_anneal_steps", "first_order_until"):
-    value = getattr(config, name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-      raise ConfigError(f"config field {name!r}: expected an integer >= 0, "
-                        f"got {value!r}")
+        "config field 'inner.optimizer': mamlpp learns per-step SGD rates and "
+        f"needs 'sgd', got {config.inner.optimizer!r}")
 
 
 def init_meta_params(config, model_params):
   return {"params": model_params,
-          "log_lr": init_log_rates(model_params, config.inner_lr,
-                                   num_steps=config.inner_steps)}
+          "log_lr": init_log_rates(model_params, config.inner.lr,
+                                   num_steps=config.inner.steps)}
 
 
 def msl_weights(step, num_steps: int, anneal_steps: int) -> jax.Array:
@@ -78,11 +90,11 @@ def mamlpp_task_loss(meta_params, task, inner: InnerLoop, weights_S,
 
 def make_meta_grad(config, problem):
   inner = inner_loop(config, problem)
-  num_steps = config.inner_steps
+  num_steps = config.inner.steps
 
   def meta_grad_fn(meta_params, tasks, key, step):
     del key
-    weights_S = msl_weights(step, num_steps, config.msl_anneal_steps)
+    weights_S = msl_weights(step, num_steps, config.algorithm.msl_anneal_steps)
 
     def grads(first_order):
       def objective(meta):
@@ -91,11 +103,11 @@ def make_meta_grad(config, problem):
         return jnp.mean(losses_T), metrics_T
       return jax.value_and_grad(objective, has_aux=True)(meta_params)
 
-    if config.first_order:
+    if config.inner.first_order:
       (loss, metrics_T), meta_grads = grads(True)
     else:
       (loss, metrics_T), meta_grads = jax.lax.cond(
-          step < config.first_order_until, lambda: grads(True),
+          step < config.algorithm.first_order_until, lambda: grads(True),
           lambda: grads(False))
     metrics = jax.tree.map(jnp.mean, metrics_T)
     metrics["meta_loss"] = loss
@@ -104,10 +116,15 @@ def make_meta_grad(config, problem):
         jax.lax.stop_gradient(meta_params["log_lr"]))
     return meta_grads, metrics
 
-  meta_grad_fn.needs_step = True
   return meta_grad_fn
 
 
 def eval_adaptation(config, problem, meta_params):
   optimizer = learned_rate_sgd(meta_params["log_lr"], per_step=True)
   return meta_params["params"], inner_loop(config, problem, optimizer=optimizer)
+
+
+ALGORITHM = Algorithm(
+    name="mamlpp", family="optimization", config_class=MamlppConfig,
+    make_meta_grad=make_meta_grad, check=check,
+    init_meta_params=init_meta_params, eval_adaptation=eval_adaptation)

@@ -7,6 +7,8 @@ time the network is fine-tuned like MAML's.
 import jax
 import jax.numpy as jnp
 
+from metajax.algorithms.base import Algorithm, no_settings
+
 
 def make_meta_grad(config, problem):
   del config
@@ -18,10 +20,17 @@ def make_meta_grad(config, problem):
     losses_T = jax.vmap(per_task)(tasks)
     return jnp.mean(losses_T), losses_T
 
-  def meta_grad_fn(params, tasks, key):
-    del key
+  def meta_grad_fn(params, tasks, key, step):
+    del key, step
     (loss, losses_T), grads = jax.value_and_grad(joint_loss, has_aux=True)(
         params, tasks)
     return grads, {"meta_loss": loss, "pre_loss": jnp.mean(losses_T)}
 
   return meta_grad_fn
+
+
+PretrainConfig = no_settings("pretrain")
+
+ALGORITHM = Algorithm(name="pretrain", family="optimization",
+                      config_class=PretrainConfig,
+                      make_meta_grad=make_meta_grad)

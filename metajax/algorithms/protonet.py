@@ -8,30 +8,38 @@ query accuracy with no gradient adaptation.
 
 Classification only: regression tasks (sine, linear) have no classes to make
 prototypes of. The embedding is `problem.embed_fn(params, x)` when the
-problem sets one, else the input of the model's head (`config.head_name`,
-or the last top-level submodule applied), so the head's own weights are
-unused. Config: `num_ways`, `head_name`; the inner-loop fields are ignored.
+problem sets one, else the input of the model's head (`algorithm.head`, or
+the last top-level submodule applied), so the head's own weights are
+unused. Config: `algorithm.head`; the inner-loop fields are ignored.
 """
-import math
+import dataclasses
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
-from metajax import backend as xla_options
-from metajax.algorithms._partition import find_head
-from metajax.training.config import ConfigError
+from metajax import backend
+from metajax.algorithms._partition import HeadConfig, find_head
+from metajax.algorithms.base import Algorithm
 from metajax.core.evaluation import summarize_curves
 from metajax.core.types import TaskBatch
+from metajax.settings import ConfigError
 
 
-def check(config):
-  if config.task in ("sine", "linear"):
+@dataclasses.dataclass(frozen=True)
+class ProtonetConfig(HeadConfig):
+  """ProtoNets' `algorithm` section."""
+  NAME = "protonet"
+
+
+def check(config, problem):
+  del config
+  if problem.kind != "classification" and problem.embed_fn is None:
     raise ConfigError(
         f"config field 'algorithm': protonet is for classification tasks, "
-        f"and task={config.task!r} is regression (it has no classes to "
-        "average into prototypes); use e.g. task='omniglot'")
+        f"and this task is {problem.kind} (it has no classes to average into "
+        "prototypes); use e.g. task='omniglot'")
 
 
 def features_before_head(model, head: str):
@@ -52,10 +60,6 @@ def features_before_head(model, head: str):
 def embedding_fn(config, problem):
   if problem.embed_fn is not None:
     return problem.embed_fn
-  if not problem.classification:
-    raise ConfigError(
-        "config field 'algorithm': protonet needs a classification problem "
-        "(problem.classification) or a problem.embed_fn; this one has neither")
   return features_before_head(problem.model, find_head(config, problem))
 
 
@@ -92,11 +96,11 @@ def make_meta_grad(config, problem):
 
   def objective(params, tasks):
     losses_T, metrics_T = jax.vmap(lambda t: task_loss_and_metrics(
-        params, t, embed_fn, config.num_ways))(tasks)
+        params, t, embed_fn, problem.num_classes))(tasks)
     return jnp.mean(losses_T), metrics_T
 
-  def meta_grad_fn(params, tasks, key):
-    del key
+  def meta_grad_fn(params, tasks, key, step):
+    del key, step
     (loss, metrics_T), grads = jax.value_and_grad(objective, has_aux=True)(
         params, tasks)
     metrics = jax.tree.map(lambda m: jnp.mean(jax.lax.stop_gradient(m)),
@@ -107,32 +111,25 @@ def make_meta_grad(config, problem):
   return meta_grad_fn
 
 
-def _eval_tasks(config, problem) -> TaskBatch:
-  """Omniglot's test split when present, else fresh tasks from the sampler."""
-  key = jax.random.key(config.eval_seed)
-  test = getattr(problem.data, "test", None)
-  if test is not None:
-    from metajax.tasks.omniglot import sample_tasks  # pylint: disable=g-import-not-at-top
-    return sample_tasks(test, key, config.eval_num_tasks, config.num_ways,
-                        config.num_support, config.num_query)
-  draws = math.ceil(config.eval_num_tasks / config.meta_batch_size)
-  keys = jax.random.split(key, draws)
-  batches = jax.jit(jax.vmap(problem.train_sampler))(keys)
-  return jax.tree.map(
-      lambda b: b.reshape((-1,) + b.shape[2:])[:config.eval_num_tasks],
-      batches)
-
-
-def evaluate(config, problem, meta_params) -> dict:
-  """Query loss and accuracy (95% intervals), no adaptation."""
+def evaluate(config, problem, meta_params, split="test", num_tasks=None
+             ) -> dict:
+  """Query loss and accuracy (95% intervals) on the task's evaluation
+  tasks, no adaptation."""
   embed_fn = embedding_fn(config, problem)
   one_task = lambda t: task_loss_and_metrics(meta_params, t, embed_fn,
-                                             config.num_ways)[1]
+                                             problem.num_classes)[1]
   score = jax.jit(lambda tasks: jax.lax.map(one_task, tasks, batch_size=50),
-                  compiler_options=xla_options.compiler_options())
-  metrics = score(_eval_tasks(config, problem))
-  curves = {"loss": metrics["post_loss"][:, None],
-            "accuracy": metrics["post_accuracy"][:, None]}
-  split = "test" if getattr(problem.data, "test", None) is not None else "fresh"
-  return {f"{config.num_ways}-way {config.num_support}-shot {split}":
-          summarize_curves(curves, (0,))}
+                  compiler_options=backend.compiler_options())
+  results = {}
+  for setting, tasks in problem.eval_tasks(split, num_tasks).items():
+    metrics = score(tasks)
+    curves = {"loss": metrics["post_loss"][:, None],
+              "accuracy": metrics["post_accuracy"][:, None]}
+    results[setting] = summarize_curves(curves, (0,))
+  return results
+
+
+ALGORITHM = Algorithm(name="protonet", family="metric",
+                      config_class=ProtonetConfig,
+                      make_meta_grad=make_meta_grad, check=check,
+                      evaluate=evaluate)

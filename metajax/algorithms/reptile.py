@@ -11,31 +11,42 @@ Batched (default): the meta-"gradient" handed to the outer optimizer is
 `theta <- theta + epsilon * (mean_t(phi_t) - theta)`; Adam on it is the
 common variant.
 
-Serial (`reptile_serial=True`, needs outer SGD): a `lax.scan` over the
+Serial (`algorithm.serial=true`, needs outer SGD): a `lax.scan` over the
 meta-batch adapts task t from the current weights and interpolates
-`theta <- theta + epsilon * (phi_t - theta)` with `epsilon = outer_lr`, one
+`theta <- theta + epsilon * (phi_t - theta)` with `epsilon = outer.lr`, one
 task after another, as in the paper's Algorithm 1; the "gradient" is the
-total displacement divided by epsilon, so the outer SGD step at `outer_lr`
+total displacement divided by epsilon, so the outer SGD step at `outer.lr`
 lands exactly on the sequentially interpolated weights. With meta-batch 1
 both versions coincide.
 
-Metrics: `pre_loss` is the query loss at theta (under `pre_metrics`),
+Metrics: `pre_loss` is the query loss at theta (under `run.pre_metrics`),
 `post_loss` (= `meta_loss`) the loss on the task's data after adaptation.
 """
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
-from metajax.algorithms._common import inner_loop
-from metajax.training.config import ConfigError
+from metajax.algorithms.base import Algorithm, inner_loop
 from metajax.core.objective import InnerLoop
+from metajax.settings import ConfigError, Section, setting
 
 
-def check(config):
-  if config.reptile_serial and config.outer_optimizer != "sgd":
+@dataclasses.dataclass(frozen=True)
+class ReptileConfig(Section):
+  """Reptile's `algorithm` section."""
+  NAME = "reptile"
+  serial: bool = setting(False, "interpolate task after task (needs outer "
+                         "SGD; epsilon = outer.lr)")
+
+
+def check(config, problem):
+  del problem
+  if config.algorithm.serial and config.outer.optimizer != "sgd":
     raise ConfigError(
-        "config field 'reptile_serial': the serial interpolation uses "
-        "epsilon = outer_lr and is Reptile only under outer_optimizer='sgd', "
-        f"got outer_optimizer={config.outer_optimizer!r}")
+        "config field 'algorithm.serial': the serial interpolation uses "
+        "epsilon = outer.lr and is Reptile only under outer.optimizer='sgd', "
+        f"got outer.optimizer={config.outer.optimizer!r}")
 
 
 def all_task_data(task):
@@ -61,7 +72,7 @@ def _summary(metrics_T):
 
 def reptile_meta_grad(inner: InnerLoop, serial: bool = False,
                       epsilon: float = 1.0):
-  """Reptile's `meta_grad_fn(params, tasks, key) -> (grads, metrics)`.
+  """Reptile's `meta_grad_fn(params, tasks, key, step) -> (grads, metrics)`.
 
   Args:
     inner: how each task is adapted (on support and query together).
@@ -72,16 +83,16 @@ def reptile_meta_grad(inner: InnerLoop, serial: bool = False,
   if serial and not epsilon > 0:
     raise ValueError(f"epsilon must be > 0, got {epsilon}")
 
-  def batched_grad_fn(params, tasks, key):
-    del key
+  def batched_grad_fn(params, tasks, key, step):
+    del key, step
     adapted_T, metrics_T = jax.vmap(lambda t: _adapt_task(params, t, inner))(
         tasks)
     grads = jax.tree.map(lambda p, a_T: p - jnp.mean(a_T, axis=0), params,
                          adapted_T)
     return grads, _summary(metrics_T)
 
-  def serial_grad_fn(params, tasks, key):
-    del key
+  def serial_grad_fn(params, tasks, key, step):
+    del key, step
 
     def interpolate(current, task):
       adapted, metrics = _adapt_task(current, task, inner)
@@ -98,5 +109,10 @@ def reptile_meta_grad(inner: InnerLoop, serial: bool = False,
 
 def make_meta_grad(config, problem):
   inner = inner_loop(config, problem, first_order=True)
-  return reptile_meta_grad(inner, serial=config.reptile_serial,
-                           epsilon=config.outer_lr)
+  return reptile_meta_grad(inner, serial=config.algorithm.serial,
+                           epsilon=config.outer.lr)
+
+
+ALGORITHM = Algorithm(name="reptile", family="optimization",
+                      config_class=ReptileConfig,
+                      make_meta_grad=make_meta_grad, check=check)

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from metajax import backend as xla_options
+from metajax import backend
 from metajax.core.objective import InnerLoop, query_metrics
 from metajax.core.types import TaskBatch
 
@@ -44,7 +44,7 @@ def adaptation_curves(params, inner: InnerLoop, tasks: TaskBatch,
 
   chunked = jax.tree.map(reshape, tasks)
   curves = jax.jit(lambda t: jax.lax.map(jax.vmap(one_task), t),
-                   compiler_options=xla_options.compiler_options())(chunked)
+                   compiler_options=backend.compiler_options())(chunked)
   return jax.tree.map(
       lambda c: np.asarray(c).reshape((-1,) + c.shape[2:])[:num_tasks], curves)
 

@@ -60,7 +60,7 @@ def adapt(
     remat: bool = False,
     per_step_fn: Optional[Callable[[PyTree], Any]] = None,
     unroll: int | bool = 1,
-    first_step_outside_scan: Optional[bool] = None,
+    first_step_outside_scan: bool = False,
 ) -> AdaptResult:
   """Adapts `params` to one task with `num_steps` gradient steps.
 
@@ -85,9 +85,10 @@ def adapt(
       short loop of small steps removes the loop's per-iteration overhead
       (and its reverse loop's) at some compile time; results are the same.
 
-    first_step_outside_scan: apply the scan's body once before the scan (see
-      below; same results). None: for second-order loops on the CPU backend,
-      where it was measured faster.
+    first_step_outside_scan: apply the scan's body once before the scan (the
+      same results; see the comment in the body). Faster for second-order
+      loops on XLA:CPU, slower on GPUs: `metajax.backend.for_backend`
+      selects it, and `InnerLoop` applies it to second-order loops only.
 
   Returns:
     An `AdaptResult` with the adapted params and the per-step support losses.
@@ -109,21 +110,12 @@ def adapt(
   if remat:
     step = jax.checkpoint(step)
   carry = (params, optimizer.init(params))
-  # The first step outside the scan: under `jax.vmap` over tasks the
-  # meta-parameters are shared by every task until they are first updated,
-  # and outside the scan they stay unbatched, so the first step's support
-  # passes and their transposes in the meta-gradient are one large matmul or
-  # convolution over all tasks' examples instead of per-task ones on
-  # broadcast copies of the weights (a scan's carry is batched from the
-  # start). Measured (benchmarks/, README "Meta-step speed"): sine, 1 step,
-  # second order, 0.240 -> 0.205 ms per meta-step on a 2-core CPU. First
-  # order gains little there (no derivative flows through that step) and on
-  # XLA:CPU the Omniglot 1-step first-order step needed 0.5 GB more
-  # temporary memory and ran slower; on an H200 the fused sine step ran
-  # 0.060 -> 0.078 ms. Hence the default: second order on CPU only.
-  if first_step_outside_scan is None:
-    first_step_outside_scan = (not first_order
-                               and jax.default_backend() == "cpu")
+  # Under `jax.vmap` over tasks the meta-parameters are shared by every task
+  # until their first update; outside the scan they stay unbatched, so the
+  # first step's support passes (and their transposes in the meta-gradient)
+  # are one product over all tasks' examples rather than per-task products
+  # on broadcast copies of the weights: a scan's carry is batched from the
+  # start.
   if num_steps == 0 or not first_step_outside_scan:
     (adapted, _), (losses, per_step) = jax.lax.scan(
         step, carry, xs=None, length=num_steps, unroll=unroll)

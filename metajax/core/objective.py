@@ -33,14 +33,15 @@ class InnerLoop:
       (e.g. accuracy), reported before and after adaptation on the query set.
     unroll: the inner scan's unroll factor (True: fully unrolled).
     pre_metrics: also report the query metrics before adaptation (`pre_*`).
-      They cost one more forward pass of the query set per task, a third
-      of a one-step Omniglot meta-step; benchmarks turn them off.
+      They cost one more forward pass of the query set per task (logging
+      only); benchmarks turn them off.
     loss_and_metrics_fn: optional `fn(params, batch) -> (loss, metrics)`,
       `loss_fn` and `metric_fn` from one forward pass
       (`losses.cross_entropy_and_accuracy`); the query set is scored with it
-      when given. With two functions XLA may run the model twice: with the
-      first-layer batch norm folded into the conv (`models.conv4`) it did,
-      ~20% of a one-step Omniglot meta-step.
+      when given. With two functions XLA may run the model twice.
+    first_step_outside_scan: second-order loops apply their first step
+      before the scan (`adapt`; the same results, a formulation chosen by
+      `metajax.backend.for_backend`). First-order runs ignore it.
   """
   loss_fn: Callable
   num_steps: int = 1
@@ -52,6 +53,7 @@ class InnerLoop:
   unroll: int | bool = 1
   pre_metrics: bool = True
   loss_and_metrics_fn: Optional[Callable] = None
+  first_step_outside_scan: bool = False
 
   def __post_init__(self):
     check_inner_settings(self.num_steps, self.learning_rate)
@@ -63,6 +65,9 @@ class InnerLoop:
         inner_optimizer=self.optimizer, first_order=self.first_order,
         remat=self.remat, unroll=self.unroll)
     settings.update(overrides)
+    settings.setdefault("first_step_outside_scan",
+                        self.first_step_outside_scan
+                        and not settings["first_order"])
     return adapt(params, self.loss_fn, support, **settings)
 
 

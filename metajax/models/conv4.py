@@ -14,12 +14,23 @@ params pytree is the model's only state:
   params = model.init(key, x_Bx28x28x1)
   logits_BxK = model.apply(params, x_Bx28x28x1)
 
-`x` is ONE task's batch; vmap `apply` over tasks. `conv='auto'` (default)
-uses `conv_ops.conv3x3` on CPU ('fast': custom primitives that keep per-task
-weight gradients under vmap on fast kernels) and `conv_ops.conv_im2col`
-elsewhere ('im2col': batched matmuls, the faster one on GPUs);
-`conv='reference'` uses `lax.conv_general_dilated`; any function
-`(x_NxHxWxC, w_3x3xCxD, stride) -> y` is accepted too.
+`x` is ONE task's batch; vmap `apply` over tasks. Three fields choose
+between formulations of the same mathematics (same values and derivatives),
+explicitly: the model never asks which backend it runs on. The defaults are
+the portable ones (`metajax.backend.PORTABLE`); `metajax.backend.for_backend`
+gives those for a backend (`CPU`: conv='fast', fold_norm=True,
+max_pool='argmax'):
+
+  conv       'im2col' (`conv_ops.conv_im2col`: slices and batched matmuls
+             under vmap, the faster on GPUs), 'fast' (`conv_ops.conv3x3`:
+             custom primitives that keep per-task weight gradients under
+             vmap on XLA:CPU's fast kernels), 'reference'
+             (`lax.conv_general_dilated`), or any function
+             `(x_NxHxWxC, w_3x3xCxD, stride) -> y`.
+  fold_norm  fold the first block's batch norm into its conv
+             (`ConvBlock._folded`).
+  max_pool   'pairwise' or 'argmax': how the max-pool picks its tangent
+             (`signed_max_pool_2x2`).
 """
 from typing import Callable, Union
 
@@ -36,34 +47,40 @@ from metajax.models.kernels import conv_ops
 MONOTONE = (jax.nn.relu, jax.nn.relu6, jax.nn.leaky_relu, jax.nn.elu,
             jax.nn.celu, jax.nn.selu, jax.nn.sigmoid, jax.nn.softplus,
             jax.nn.hard_tanh, jnp.tanh)
+# Conv4's `max_pool` values: 'argmax' is `by_argmax=True` of the pools.
+MAX_POOLS = ('argmax', 'pairwise')
 
 
-def max_pool_2x2(x_NxHxWxC):
-  """2x2 max-pool, stride 2, 'VALID' (odd trailing rows/columns dropped)."""
-  return signed_max_pool_2x2(x_NxHxWxC, jnp.ones((), x_NxHxWxC.dtype))
+def max_pool_2x2(x_NxHxWxC, by_argmax=False):
+  """2x2 max-pool, stride 2, 'VALID' (odd trailing rows/columns dropped).
+
+  `by_argmax`: the tangent's formulation, see `signed_max_pool_2x2`.
+  """
+  return signed_max_pool_2x2(x_NxHxWxC, jnp.ones((), x_NxHxWxC.dtype),
+                             by_argmax=by_argmax)
 
 
-def signed_max_pool_2x2(x_NxHxWxC, sign_C, by_argmax=None):
+def signed_max_pool_2x2(x_NxHxWxC, sign_C, by_argmax=False):
   """max-pool of `x * sign` (sign +-1 per channel, not differentiated).
 
   Each pooled value is the largest of its window's four, and its derivative
   that of the window's first maximal element (reduce_window's rule; its own
   select_and_scatter gradient is slow on XLA:CPU). Two formulations, the
   same values and derivatives:
-  - `by_argmax=True` (the CPU default): the element's index is the argmax
-    output of the variadic reduction that gives the value
-    (`conv_ops.first_max`), so XLA computes it once; picking the tangent by
-    pairwise comparisons let XLA:CPU recompute them inside each
-    full-resolution use (5-way 1-step meta-step ~2-4 % slower).
-  - `by_argmax=False` (the default elsewhere): max/min over each window and
+  - `by_argmax=False` (the portable default): max/min over each window and
     the tangent picked by pairwise comparisons, all plain elementwise work
-    that GPUs fuse; an H200 ran the 5-way step 2.6x slower with the CPU
-    formulations of the pool and the first block (`Conv4.fold_norm`).
+    that GPUs fuse.
+  - `by_argmax=True` (the faster on XLA:CPU, `metajax.backend.CPU`): the
+    element's index is the argmax output of the variadic reduction that
+    gives the value (`conv_ops.first_max`), so XLA computes it once, where
+    XLA:CPU recomputed the pairwise comparisons inside each full-resolution
+    use of the tangent (benchmarks/NOTES_conv.md).
   Either way exactly one element of each window is selected, even where XLA
   would round a recomputed primal differently.
   """
-  if by_argmax is None:
-    by_argmax = jax.default_backend() == 'cpu'
+  if not isinstance(by_argmax, (bool, np.bool_)):
+    raise ValueError(f'signed_max_pool_2x2: by_argmax must be True or False, '
+                     f'got {by_argmax!r}')
   sign_C = lax.stop_gradient(sign_C)
   if by_argmax:
     return _signed_max_pool(x_NxHxWxC, sign_C)[0]
@@ -114,13 +131,19 @@ def _per_channel(v_C):
   return v_C.reshape(1, 1, 1, -1)
 
 
+def _check_max_pool(module, value):
+  if not (isinstance(value, str) and value in MAX_POOLS):
+    raise ValueError(f"{module} field 'max_pool': expected one of "
+                     f'{list(MAX_POOLS)}, got {value!r}')
+
+
 def batch_moments(y_NxHxWxC):
   """Per-channel mean and (biased) variance over the batch and positions.
 
   One pass, var = E[y^2] - E[y]^2 (clamped at 0), like flax's BatchNorm with
   `use_fast_variance=True`: both sums fuse into XLA's reductions without a
   stored `y - mean` (a two-pass or shifted variance made XLA:CPU write one
-  more full-resolution tensor, ~5% of the meta-step). The price is f32
+  more full-resolution tensor; benchmarks/NOTES_conv.md). The price is f32
   cancellation when |mean| >> std: relative error ~1e-7 * (mean/std)^2.
   """
   mean_C = jnp.mean(y_NxHxWxC, axis=(0, 1, 2))
@@ -131,20 +154,28 @@ def batch_moments(y_NxHxWxC):
 class ConvBlock(nn.Module):
   """conv -> batch norm (batch statistics) -> activation [-> 2x2 max-pool].
 
-  `fold_norm`: for inputs with few channels (9C <= width, a first layer on
-  grey images) fold the batch norm into the conv (see `_folded`).
+  `conv`: a conv function `(x, w, stride) -> y` (`conv_ops`). `fold_norm`:
+  for inputs with few channels (9C <= width, a first layer on grey images)
+  fold the batch norm into the conv (see `_folded`). `max_pool`: the pools'
+  tangent formulation, 'pairwise' or 'argmax' (`signed_max_pool_2x2`).
+  Defaults: the portable formulations, as in `Conv4`.
   """
   width: int
   stride: int = 1
   pool: bool = True
   pool_first: bool = False
   activation: Callable = nn.relu
-  conv: Callable = conv_ops.conv3x3
+  conv: Callable = conv_ops.conv_im2col
   epsilon: float = 1e-5
-  fold_norm: bool = True
+  fold_norm: bool = False
+  max_pool: str = 'pairwise'
+
+  def _pool(self, y_NxHxWxD):
+    return max_pool_2x2(y_NxHxWxD, by_argmax=self.max_pool == 'argmax')
 
   @nn.compact
   def __call__(self, x_NxHxWxC):
+    _check_max_pool('ConvBlock', self.max_pool)
     kernel = self.param('kernel', nn.initializers.glorot_uniform(),
                         (3, 3, x_NxHxWxC.shape[-1], self.width))
     scale = self.param('scale', nn.initializers.ones, (self.width,))
@@ -160,13 +191,14 @@ class ConvBlock(nn.Module):
     if not self.pool:
       return self.activation(y_NxHxWxD * mul + add)
     if not self.pool_first:
-      return max_pool_2x2(self.activation(y_NxHxWxD * mul + add))
+      return self._pool(self.activation(y_NxHxWxD * mul + add))
     # max(act(a*y + b)) = act(a*max(y) + b) for a >= 0 and monotone act, and
     # = act(a*min(y) + b) for a < 0: pool at full resolution first and do the
     # rest on 4x fewer values. Identical values; derivatives differ only on
     # ties. Batch statistics still come from the full-resolution y.
     sign = lax.stop_gradient(jnp.where(mul >= 0, 1, -1).astype(mul.dtype))
-    signed_max_NxhxwxD = signed_max_pool_2x2(y_NxHxWxD, sign.reshape(-1))
+    signed_max_NxhxwxD = signed_max_pool_2x2(
+        y_NxHxWxD, sign.reshape(-1), by_argmax=self.max_pool == 'argmax')
     return self.activation(signed_max_NxhxwxD * (sign * mul) + add)
 
   def _folded(self, x_NxHxWxC, kernel, scale, bias):
@@ -193,13 +225,13 @@ class ConvBlock(nn.Module):
         pooled = conv_ops.max_pooled_conv3x3(x_NxHxWxC, folded_kernel,
                                              self.conv)
       else:
-        pooled = max_pool_2x2(self.conv(x_NxHxWxC, folded_kernel,
-                                        self.stride))
+        pooled = self._pool(self.conv(x_NxHxWxC, folded_kernel,
+                                      self.stride))
       return self.activation(pooled + add)
     y = self.conv(x_NxHxWxC, folded_kernel, self.stride)
     if not self.pool:
       return self.activation(y + add)
-    return max_pool_2x2(self.activation(y + add))
+    return self._pool(self.activation(y + add))
 
 
 class Conv4(nn.Module):
@@ -212,9 +244,10 @@ class Conv4(nn.Module):
     strided: Finn's Omniglot variant (stride-2 convs, no max-pool, spatial
       mean of the last features) instead of max-pooling and flattening.
     activation: elementwise nonlinearity.
-    conv: 'auto' (conv_ops.get_conv), 'fast' (conv_ops.conv3x3), 'im2col'
-      (conv_ops.conv_im2col), 'reference' (lax.conv_general_dilated), or a
-      function `(x_NxHxWxC, w_3x3xCxD, stride) -> y_NxH'xW'xD`.
+    conv: 'im2col' (conv_ops.conv_im2col, the portable default), 'fast'
+      (conv_ops.conv3x3, the faster on XLA:CPU), 'reference'
+      (lax.conv_general_dilated), or a function
+      `(x_NxHxWxC, w_3x3xCxD, stride) -> y_NxH'xW'xD` (`conv_ops.get_conv`).
     pool_before_norm: max-pool before batch norm and activation (the same
       function for the monotone activations in `MONOTONE`, 4x fewer values
       to normalise; no faster on XLA:CPU in the end, see NOTES_conv.md).
@@ -222,17 +255,26 @@ class Conv4(nn.Module):
     fold_norm: fold the batch norm of blocks whose input has few channels
       (9C <= width: the first block on grey images) into their conv, the
       statistics taken from the input patches (`ConvBlock._folded`). The
-      same function; a 5-way 1-shot MAML step on CPU ran ~5-10 % faster.
+      same function; faster on XLA:CPU, slower on a GPU
+      (benchmarks/NOTES_conv.md), so off by default.
+    max_pool: how the 2x2 max-pools pick their tangent, the same values and
+      derivatives either way (`signed_max_pool_2x2`): 'pairwise'
+      (elementwise comparisons, the portable default) or 'argmax' (the index
+      from the pool's reduction, the faster on XLA:CPU).
+
+  `metajax.backend.for_backend()` gives the conv, fold_norm and max_pool of
+  a backend; the defaults are `metajax.backend.PORTABLE`'s.
   """
   num_classes: int
   width: int = 64
   num_blocks: int = 4
   strided: bool = False
   activation: Callable = nn.relu
-  conv: Union[str, Callable] = 'auto'
+  conv: Union[str, Callable] = 'im2col'
   pool_before_norm: bool = False
   epsilon: float = 1e-5
-  fold_norm: Union[bool, str] = 'auto'
+  fold_norm: bool = False
+  max_pool: str = 'pairwise'
 
   @nn.compact
   def __call__(self, x_BxHxWxC):
@@ -243,20 +285,25 @@ class Conv4(nn.Module):
         self.activation is f for f in MONOTONE):
       raise ValueError('pool_before_norm needs a monotone non-decreasing '
                        f'activation from conv4.MONOTONE, got {self.activation}')
-    fold_norm = self.fold_norm
-    if fold_norm == 'auto':
-      fold_norm = jax.default_backend() == 'cpu'
-    elif not isinstance(fold_norm, bool):
-      raise ValueError("Conv4 field 'fold_norm': expected True, False or "
-                       f"'auto', got {fold_norm!r}")
+    if not isinstance(self.fold_norm, (bool, np.bool_)):
+      raise ValueError("Conv4 field 'fold_norm': expected True or False, "
+                       f'got {self.fold_norm!r}')
+    _check_max_pool('Conv4', self.max_pool)
+    try:
+      conv = conv_ops.get_conv(self.conv)
+    except ValueError:
+      raise ValueError(f"Conv4 field 'conv': expected one of "
+                       f'{list(conv_ops.NAMES)} or a function '
+                       f'(x, w, stride) -> y, got {self.conv!r}') from None
     x = x_BxHxWxC
     for i in range(self.num_blocks):
       x = ConvBlock(self.width, stride=2 if self.strided else 1,
                     pool=not self.strided,
                     pool_first=self.pool_before_norm,
                     activation=self.activation,
-                    conv=conv_ops.get_conv(self.conv), epsilon=self.epsilon,
-                    fold_norm=fold_norm, name=f'block{i}')(x)
+                    conv=conv, epsilon=self.epsilon,
+                    fold_norm=bool(self.fold_norm), max_pool=self.max_pool,
+                    name=f'block{i}')(x)
     if self.strided:
       features_BxF = jnp.mean(x, axis=(1, 2))
     else:

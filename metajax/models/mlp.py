@@ -27,9 +27,11 @@ class MLP(nn.Module):
   The MAML sine network is `MLP(hidden_sizes=(40, 40), output_size=1)`.
   `init_stddev` set: weights from a truncated normal of that scale and zero
   biases, as in MAML's reference code (0.01); None: Flax's LeCun default.
-  `dense` is the layers' product: 'plain' (`lax.dot_general`), 'fast' (a
-  custom VJP that is faster on CPU, reverse mode only; `dense_ops`), 'auto'
-  ('fast' on the CPU backend) or a `dot_general` function.
+  `dense` is the layers' product, the same mathematics either way: 'plain'
+  (`lax.dot_general`, the portable default), 'fast' (a custom VJP whose
+  weight gradient suits XLA:CPU, reverse mode only; `dense_ops`) or a
+  `dot_general` function. `metajax.backend.for_backend(...).dense` is the
+  choice for a backend.
   """
   hidden_sizes: Sequence[int] = (40, 40)
   output_size: int = 1
@@ -40,8 +42,11 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, x_BxD: jax.Array) -> jax.Array:
     act = get_activation(self.activation)
-    dense = functools.partial(
-        nn.Dense, dot_general=dense_ops.get_dot_general(self.dense))
+    try:
+      dot_general = dense_ops.get_dot_general(self.dense)
+    except ValueError as e:
+      raise ValueError(f"MLP field 'dense': {e}") from None
+    dense = functools.partial(nn.Dense, dot_general=dot_general)
     if self.init_stddev is not None:
       dense = functools.partial(
           dense, kernel_init=nn.initializers.truncated_normal(self.init_stddev))

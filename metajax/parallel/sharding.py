@@ -28,8 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from metajax import backend as xla_options
-from metajax.training.config import ConfigError
+from metajax import backend
 from metajax.core.meta_step import MetaGradFn, TaskSampler, make_meta_step
 from metajax.core.types import MetaState, TaskBatch
 
@@ -193,7 +192,7 @@ def make_sharded_meta_step(
         lambda state, tasks: pure_step(state, constrain(tasks)),
         in_shardings=(state_sharding, tasks_sharding),
         out_shardings=state_sharding, donate_argnums=0,
-        compiler_options=xla_options.compiler_options())
+        compiler_options=backend.compiler_options())
 
     def place(tasks):  # Checked before dispatch; no-op if already sharded.
       _check_task_axis(tasks, mesh)
@@ -215,7 +214,7 @@ def make_sharded_meta_step(
     compiled = jax.jit(sampled_steps,
                        in_shardings=(state_sharding, state_sharding),
                        out_shardings=state_sharding, donate_argnums=0,
-                       compiler_options=xla_options.compiler_options())
+                       compiler_options=backend.compiler_options())
 
     def step(state):
       return compiled(state, sampler)
@@ -224,19 +223,3 @@ def make_sharded_meta_step(
   step.jitted = compiled
   step.cache_size = compiled._cache_size  # pylint: disable=protected-access
   return step
-
-
-def for_config(config, state: MetaState):
-  """`(make_step, state)` for `config.num_devices` (used by `build_run`).
-
-  `make_step` takes `make_meta_step`'s arguments (without `jit`); `state` is
-  replicated over the mesh. Raises ConfigError for a bad `num_devices` or a
-  `meta_batch_size` that is not a multiple of it.
-  """
-  try:
-    mesh = make_task_mesh(config.num_devices)
-    check_divisible(config.meta_batch_size, mesh)
-  except ValueError as error:
-    raise ConfigError(f"config field 'num_devices': {error}") from None
-  make_step = functools.partial(make_sharded_meta_step, mesh=mesh)
-  return make_step, replicate_state(state, mesh)

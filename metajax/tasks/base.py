@@ -1,21 +1,29 @@
-"""A `Problem` bundles what a config's task needs: model, losses, samplers.
+"""What a task domain gives the rest of metajax: a `Problem`.
 
-The trainer and the algorithms only see this interface, so a new task family
-is one new builder function here (or in its own module).
+A domain (`metajax.tasks.regression`, `metajax.tasks.omniglot.task`, ...)
+declares its config section and builds, from a run's config, the model, the
+per-task losses, the in-jit task sampler and its own evaluation protocol.
+The algorithms and the trainer see only this interface.
 """
 import dataclasses
 from typing import Any, Callable, Optional
 
-import jax
-import jax.numpy as jnp
+from metajax.backend import PORTABLE, Formulations
+from metajax.settings import (
+    Section, non_negative_int, positive_int, positive_ints, setting)
 
-from metajax import algorithms
-from metajax.core import losses
-from metajax.training.config import Config
-from metajax.models import MLP
-from metajax.models.kernels import dense_ops
-from metajax.tasks.regression_sampling import (
-    LinearTasks, SineTasks, sample_regression_tasks)
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig(Section):
+  """The meta-test protocol's shared settings (the `eval` section)."""
+  num_tasks: int = setting(600, "meta-test tasks", check=positive_int)
+  seed: int = setting(1234, "seed of the fixed meta-test tasks (independent "
+                      "of run.seed)")
+  inner_steps: tuple[int, ...] = setting(
+      (1, 5, 10), "inner steps after which the query is scored",
+      check=positive_ints)
+  every: int = setting(0, "validate every N meta-steps (0: never)",
+                       check=non_negative_int)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,71 +31,47 @@ class Problem:
   """Everything task-specific a run needs.
 
   Attributes:
+    kind: "regression" or "classification" (algorithms check what they
+      can take; nothing else branches on it).
     model: the Flax module.
     init_params: `fn(key) -> params`.
     loss_fn: per-task `loss_fn(params, batch) -> scalar`.
     metric_fn: optional per-task `fn(params, batch) -> dict`.
     loss_and_metrics_fn: optional per-task `fn(params, batch) -> (loss,
       metrics)`, both from one forward pass (see `InnerLoop`).
-    train_sampler: `fn(key) -> TaskBatch` of `meta_batch_size` tasks.
-    family: the regression task family (None for classification).
-    classification: whether accuracy is the headline metric.
-    embed_fn: optional `fn(params, x) -> features`, the body's embedding of
-      inputs (metric-based algorithms such as ProtoNets). When None,
-      `metajax.algorithms.protonet` uses the input of the model's head.
+    train_sampler: `fn(key) -> TaskBatch` of a meta-batch, run in the step.
+    evaluate: `fn(params, inner, split="test", num_tasks=None) -> dict`, the
+      domain's meta-test protocol: adapt each fixed evaluation task with the
+      `InnerLoop` `inner` from `params` and score its query set.
+    eval_tasks: `fn(split, num_tasks=None) -> {setting: TaskBatch}`, the
+      fixed evaluation tasks `evaluate` uses (for algorithms that score
+      them their own way).
+    formulations: the resolved formulations the model was built with.
+    num_classes: classes per task (classification), else None.
+    embed_fn: optional `fn(params, x) -> features`, the body's embedding
+      (metric-based algorithms); None: the input of the model's head.
+    write_figures: optional `fn(params, inner, run_dir)`, the domain's
+      figures of a trained model (the sine adaptation plot).
   """
+  kind: str
   model: Any
   init_params: Callable
   loss_fn: Callable
   metric_fn: Optional[Callable]
   train_sampler: Callable
-  family: Any = None
-  classification: bool = False
-  data: Any = None
-  embed_fn: Optional[Callable] = None
+  evaluate: Callable[..., dict]
+  eval_tasks: Callable[..., dict]
+  formulations: Formulations = PORTABLE
   loss_and_metrics_fn: Optional[Callable] = None
+  num_classes: Optional[int] = None
+  embed_fn: Optional[Callable] = None
+  write_figures: Optional[Callable] = None
 
 
-def regression_family(config: Config):
-  if config.task == "sine":
-    return SineTasks(amplitude_range=config.amplitude_range,
-                     phase_range=config.phase_range, x_range=config.x_range)
-  return LinearTasks(slope_range=config.slope_range,
-                     intercept_range=config.intercept_range,
-                     x_range=config.x_range, noise_std=config.noise_std)
-
-
-def mlp_dense(config: Config) -> str:
-  """The MLP product `config.dense` stands for under `config.algorithm`."""
-  algorithm = algorithms.get_algorithm(config.algorithm)
-  forward_mode = getattr(algorithm, "USES_FORWARD_MODE", False)
-  return dense_ops.resolve_name(config.dense, forward_mode=forward_mode)
-
-
-def build_regression(config: Config) -> Problem:
-  family = regression_family(config)
-  model = MLP(hidden_sizes=config.hidden_sizes, output_size=1,
-              activation=config.activation,
-              init_stddev=config.init_stddev or None,
-              dense=mlp_dense(config))
-
-  def train_sampler(key):
-    tasks, _ = sample_regression_tasks(family, key, config.meta_batch_size,
-                                       config.num_support, config.num_query)
-    return tasks
-
-  return Problem(
-      model=model,
-      init_params=lambda key: model.init(key, jnp.zeros((1, 1))),
-      loss_fn=losses.mse_loss(model.apply), metric_fn=None,
-      train_sampler=train_sampler, family=family)
-
-
-def build_problem(config: Config) -> Problem:
-  """The `Problem` for `config.task`."""
-  if config.task in ("sine", "linear"):
-    return build_regression(config)
-  if config.task == "omniglot":
-    from metajax.tasks.omniglot.task import build_omniglot  # pylint: disable=g-import-not-at-top
-    return build_omniglot(config)
-  raise ValueError(f"config field 'task': unknown task {config.task!r}")
+@dataclasses.dataclass(frozen=True)
+class TaskDomain:
+  """A task domain: its name, config section and `build(config, formulations)
+  -> Problem` (raises `ConfigError` before anything compiles)."""
+  name: str
+  config_class: type
+  build: Callable[[Any, Formulations], Problem]

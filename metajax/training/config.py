@@ -1,221 +1,376 @@
-"""Experiment configuration: one frozen dataclass, overridable from the CLI.
+"""A run's configuration: nested sections, overridable from the command line.
 
-An experiment is a Python file under `experiments/` with `get_config()`
-returning a `Config`; variants import a base and `dataclasses.replace` a few
-fields. Command-line overrides are `--field=value`, parsed by the field's
-type and validated before anything is compiled.
+    Config(task=SineConfig(...), model=MLPConfig(...), algorithm=MamlConfig(),
+           inner=InnerConfig(...), outer=OuterConfig(...), eval=EvalConfig(),
+           run=RunConfig(), formulations=FormulationsConfig())
+
+Each section is declared and validated by the module that reads it: the task
+section by its domain (`metajax.tasks`), the model's by `metajax.models.configs`,
+the algorithm's by its module (`metajax.algorithms`), `inner` by
+`metajax.algorithms.base`, `eval` by `metajax.tasks.base`; `outer`, `run` and
+`formulations` are the trainer's, below. `task`, `model` and `algorithm` are
+chosen by name. An experiment is a Python file whose `get_config()` returns
+a `Config`; variants `override` a base.
+
+Overrides are `{"inner.steps": "5", "algorithm": "imaml", "algorithm.lam":
+2.0}` (text from the command line is parsed by the field's type): a name
+switches its section to that kind's defaults first, then fields apply.
+`config.json` holds `to_dict(config)` with `schema_version`; `from_dict`
+also reads the flat configs of schema 1 (`migrate_v1`).
 """
 import dataclasses
 import difflib
-import math
-import typing
-from typing import Optional
+from typing import Any, Optional
+
+from metajax import algorithms, backend, tasks
+from metajax.algorithms.base import InnerConfig
+from metajax.models import configs as model_configs
+from metajax.settings import (
+    ConfigError, Section, coerce, describe as describe_section, field_types,
+    non_negative, non_negative_int, parse_text, positive, positive_int,
+    setting, validate as validate_section)
+from metajax.tasks.base import EvalConfig
+from metajax.tasks.regression import SineConfig
+
+SCHEMA_VERSION = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class OuterConfig(Section):
+  """Meta-training: the outer optimizer, the meta-batch and the budget."""
+  optimizer: str = setting("adam", "outer optimizer", choices=("adam", "sgd"))
+  lr: float = setting(1e-3, "outer learning rate", check=positive)
+  schedule: str = setting("constant", "outer rate schedule over "
+                          "num_meta_steps (decays to 0)",
+                          choices=("constant", "cosine", "linear"))
+  meta_batch_size: int = setting(25, "tasks per meta-step",
+                                 check=positive_int)
+  num_meta_steps: int = setting(70_000, "meta-steps to train",
+                                check=positive_int)
+  steps_per_call: int = setting(1, "meta-steps fused into one jitted call",
+                                check=positive_int)
+  max_train_seconds: float = setting(
+      0.0, "stop after the first call past this much wall time (0: no "
+      "limit)", check=non_negative)
+  nonfinite_policy: str = setting(
+      "stop", "a non-finite loss or gradient stops the run (keeping the last "
+      "good state) or skips that update", choices=("stop", "skip"))
+
+  def check(self):
+    if self.num_meta_steps % self.steps_per_call:
+      raise ConfigError(
+          f"config field 'outer.num_meta_steps' ({self.num_meta_steps}) must "
+          f"be a multiple of 'outer.steps_per_call' ({self.steps_per_call})")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig(Section):
+  """Seed, logging, checkpoints and devices of a run."""
+  seed: int = setting(0, "root PRNG seed (initialisation and training tasks)")
+  log_every: int = setting(100, "write metrics every N meta-steps",
+                           check=positive_int)
+  pre_metrics: bool = setting(True, "also log query metrics before "
+                              "adaptation (one more forward pass)")
+  checkpoint_every: int = setting(0, "checkpoint the meta-state every N "
+                                  "meta-steps (0: only at the end)",
+                                  check=non_negative_int)
+  keep_checkpoints: int = setting(3, "checkpoints kept", check=positive_int)
+  num_devices: int = setting(1, "shard the meta-batch over this many "
+                             "devices (0: all, of every host)",
+                             check=non_negative_int)
+
+
+_FLAG = ("", "true", "false")
+
+
+@dataclasses.dataclass(frozen=True)
+class FormulationsConfig(Section):
+  """Which equal formulation of each layer and step to run
+  (`metajax.backend.Formulations`); '' takes the preset's choice."""
+  preset: str = setting("auto", "auto: the backend's fast paths (CPU's on "
+                        "CPU, portable elsewhere)",
+                        choices=("auto", "cpu", "portable"))
+  conv: str = setting("", "Conv4 convolution",
+                      choices=("",) + backend.CONVS)
+  dense: str = setting("", "MLP layer product",
+                       choices=("",) + backend.DENSES)
+  max_pool: str = setting("", "Conv4 max-pool tangent",
+                          choices=("",) + backend.MAX_POOLS)
+  fold_norm: str = setting("", "fold Conv4's first batch norm into its conv",
+                           choices=_FLAG)
+  first_step_outside_scan: str = setting(
+      "", "second-order inner loops take their first step before the scan",
+      choices=_FLAG)
+  prefetch_tasks: str = setting("", "an unfused step draws the next step's "
+                                "tasks", choices=_FLAG)
+
+
+SECTIONS = ("task", "model", "algorithm", "inner", "outer", "eval", "run",
+            "formulations")
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-  """Every setting of a run. Field comments say what each one means."""
-  # What to learn.
-  task: str = "sine"                 # sine | linear | omniglot
-  algorithm: str = "maml"            # maml | fomaml | pretrain | ... (metajax/algorithms)
-  seed: int = 0
-  # Tasks. K support and query points (regression) or shots/queries per class.
-  meta_batch_size: int = 25
-  num_support: int = 10
-  num_query: int = 10
-  amplitude_range: tuple = (0.1, 5.0)   # sine
-  phase_range: tuple = (0.0, math.pi)   # sine
-  x_range: tuple = (-5.0, 5.0)          # sine and linear
-  slope_range: tuple = (-3.0, 3.0)      # linear
-  intercept_range: tuple = (-3.0, 3.0)  # linear
-  noise_std: float = 0.0                # linear
-  # Model.
-  model: str = "mlp"                 # mlp | conv4 | conv4_strided
-  hidden_sizes: tuple = (40, 40)
-  activation: str = "relu"
-  init_stddev: float = 0.0           # >0: truncated-normal weights (MAML code: 0.01)
-  conv: str = "auto"                 # conv4: auto (fast on CPU, im2col elsewhere) | fast | im2col | reference
-  dense: str = "auto"                # mlp: auto (fast on CPU unless the algorithm needs jax.jvp) | fast | plain
-  # Inner loop.
-  inner_steps: int = 1
-  inner_lr: float = 0.01
-  inner_optimizer: str = "sgd"       # sgd | adam
-  first_order: bool = False
-  remat: bool = False
-  pre_metrics: bool = True           # also log query metrics before adaptation (one more forward pass)
-  # Outer loop.
-  outer_optimizer: str = "adam"
-  outer_lr: float = 1e-3
-  num_meta_steps: int = 70_000
-  max_train_seconds: float = 0.0     # stop training after this much wall time (0: no limit); results say so
-  steps_per_call: int = 1            # fuse this many meta-steps per jitted call
-  # Logging and evaluation.
-  log_every: int = 100
-  eval_num_tasks: int = 600
-  eval_seed: int = 1234
-  eval_shots: tuple = (5, 10)         # K values evaluated (regression)
-  eval_inner_steps: tuple = (1, 5, 10)
-  eval_num_query: int = 100
-  nonfinite_policy: str = "stop"     # stop | skip
-  run_dir: str = ""                  # default: runs/<experiment>-<time>
-  checkpoint_every: int = 0          # full meta-state checkpoint every N steps (0: only at the end)
-  keep_checkpoints: int = 3          # how many checkpoints to keep
-  # Omniglot.
-  data_dir: str = ""                 # default: $METAJAX_DATA_DIR
-  split: str = "maml"                # maml | lake
-  num_ways: int = 5
-  eval_every: int = 0                # periodic validation (0: never)
-  # Algorithm-specific (metajax/algorithms). Each algorithm's `check(config)`
-  # validates the fields it reads; other algorithms ignore them.
-  outer_schedule: str = "constant"   # constant | cosine | linear (outer lr decays to 0 over num_meta_steps)
-  reptile_serial: bool = False       # reptile: interpolate task after task, epsilon = outer_lr (outer sgd)
-  head_name: str = ""                # anil | boil | protonet: the head submodule ("": last top-level one)
-  msl_anneal_steps: int = 7_500      # mamlpp: multi-step-loss weights go from uniform to last-step-only
-  first_order_until: int = 25_000    # mamlpp: first-order meta-gradients before this meta-step
-  imaml_lambda: float = 1.0          # imaml: proximal strength lambda in L(phi) + lambda/2 |phi - theta|^2
-  cg_steps: int = 5                  # imaml: conjugate-gradient iterations for (I + H/lambda)^-1 g
-  # Devices (metajax/sharding.py).
-  num_devices: int = 1               # shard the meta-batch over this many devices (0: all, of every host)
+  """Every setting of a run, as sections (see the module docstring)."""
+  task: Section = SineConfig()
+  model: Section = model_configs.MLPConfig()
+  algorithm: Section = algorithms.get("maml").config_class()
+  inner: InnerConfig = InnerConfig()
+  outer: OuterConfig = OuterConfig()
+  eval: EvalConfig = EvalConfig()
+  run: RunConfig = RunConfig()
+  formulations: FormulationsConfig = FormulationsConfig()
 
 
-POSITIVE_INTS = ("meta_batch_size", "num_support", "num_query", "num_meta_steps",
-                 "steps_per_call", "log_every", "eval_num_tasks",
-                 "eval_num_query", "num_ways", "keep_checkpoints")
-POSITIVE_FLOATS = ("inner_lr", "outer_lr")
-CHOICES = {
-    "task": ("sine", "linear", "omniglot"),
-    "inner_optimizer": ("sgd", "adam"),
-    "outer_optimizer": ("adam", "sgd"),
-    "nonfinite_policy": ("stop", "skip"),
-    "outer_schedule": ("constant", "cosine", "linear"),
-    "model": ("mlp", "conv4", "conv4_strided"),
-    "split": ("maml", "lake"),
-    "conv": ("auto", "fast", "im2col", "reference"),
-    "dense": ("auto", "fast", "plain"),
-    "activation": ("relu", "tanh", "gelu", "swish", "softplus", "sigmoid",
-                   "identity"),
-}
+def variants(section: str) -> Optional[dict]:
+  """`{name: section class}` for the sections chosen by name, else None."""
+  if section == "task":
+    return {name: d.config_class for name, d in tasks.REGISTRY.items()}
+  if section == "model":
+    return dict(model_configs.CONFIGS)
+  if section == "algorithm":
+    return {name: a.config_class for name, a in algorithms.REGISTRY.items()}
+  return None
 
 
-class ConfigError(ValueError):
-  """A config field has a bad name or value; the message names the field."""
+def _section_class(section: str, name: Optional[str] = None):
+  choices = variants(section)
+  if choices is None:
+    return type(getattr(Config(), section))
+  if name not in choices:
+    raise ConfigError(f"config field {section!r}: unknown {section} "
+                      f"{name!r}; expected one of {sorted(choices)}")
+  return choices[name]
 
 
-def field_types() -> dict:
-  hints = typing.get_type_hints(Config)
-  return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+# ------------------------------------------------------------ validation
+def validate(config: Config) -> Config:
+  """Raises ConfigError naming the first bad field; returns `config`."""
+  if not isinstance(config, Config):
+    raise ConfigError(f"a config must be a metajax Config, got "
+                      f"{type(config).__name__}")
+  for section in SECTIONS:
+    value = getattr(config, section)
+    expected = _section_class(section, getattr(value, "NAME", None))
+    if type(value) is not expected:  # pylint: disable=unidiomatic-typecheck
+      raise ConfigError(f"config section {section!r}: expected a "
+                        f"{expected.__name__}, got {type(value).__name__}")
+    validate_section(value, section)
+  if config.run.checkpoint_every % config.run.log_every:
+    raise ConfigError(
+        f"config field 'run.checkpoint_every' ({config.run.checkpoint_every})"
+        f" must be a multiple of 'run.log_every' ({config.run.log_every})")
+  if config.run.log_every % config.outer.steps_per_call:
+    raise ConfigError(
+        f"config field 'run.log_every' ({config.run.log_every}) must be a "
+        f"multiple of 'outer.steps_per_call' ({config.outer.steps_per_call})")
+  return config
 
 
-def _unknown_field(name: str) -> ConfigError:
-  close = difflib.get_close_matches(name, list(field_types()), n=3)
+def resolve_formulations(config: Config, backend_name: Optional[str] = None
+                         ) -> backend.Formulations:
+  """The formulations a run uses: the preset, then the explicit fields.
+
+  An algorithm that takes `jax.jvp` through the model (iMAML) gets the
+  plain MLP product under the presets; asking for 'fast' there is an error.
+  """
+  settings = config.formulations
+  forward_mode = algorithms.get(config.algorithm.NAME).uses_forward_mode
+  if settings.preset == "auto":
+    chosen = backend.for_backend(backend_name, forward_mode=forward_mode)
+  else:
+    chosen = backend.CPU if settings.preset == "cpu" else backend.PORTABLE
+    if forward_mode:
+      chosen = dataclasses.replace(chosen, dense="plain")
+  explicit = {}
+  for name in ("conv", "dense", "max_pool"):
+    if getattr(settings, name):
+      explicit[name] = getattr(settings, name)
+  for name in ("fold_norm", "first_step_outside_scan", "prefetch_tasks"):
+    if getattr(settings, name):
+      explicit[name] = getattr(settings, name) == "true"
+  if forward_mode and explicit.get("dense") == "fast":
+    raise ConfigError(
+        "config field 'formulations.dense': 'fast' has no forward-mode "
+        f"derivative and {config.algorithm.NAME} takes jax.jvp through the "
+        "model; expected '' or 'plain'")
+  return dataclasses.replace(chosen, **explicit)
+
+
+# ------------------------------------------------------------- overrides
+def _unknown_field(name: str, config: Config) -> ConfigError:
+  if name in V1_FIELDS:
+    new = V1_FIELDS[name]
+    return ConfigError(f"unknown config field {name!r}: it is now "
+                       f"{new!r} (run with --help for the list)")
+  known = list(SECTIONS) + [f"{s}.{f}" for s in SECTIONS
+                            for f in field_types(type(getattr(config, s)))]
+  close = difflib.get_close_matches(name, known, n=3)
   hint = f"; did you mean {', '.join(close)}?" if close else ""
   return ConfigError(f"unknown config field {name!r}{hint} "
                      "(run with --help for the list)")
 
 
-def parse_value(name: str, text: str):
-  """Parses the command-line text for field `name` by the field's type."""
-  types = field_types()
-  if name not in types:
-    raise _unknown_field(name)
-  kind = types[name]
-  try:
-    if kind is bool:
-      lowered = text.strip().lower()
-      if lowered not in ("true", "false", "1", "0", "yes", "no"):
-        raise ValueError
-      return lowered in ("true", "1", "yes")
-    if kind is int:
-      return int(text)
-    if kind is float:
-      return float(text)
-    if kind is tuple:
-      parts = [p for p in text.replace("(", "").replace(")", "").split(",")
-               if p.strip()]
-      default = getattr(Config(), name)
-      as_int = default and all(isinstance(v, int) for v in default)
-      return tuple(int(p) if as_int else float(p) for p in parts)
-    return text
-  except ValueError:
-    expected = {bool: "true or false", int: "an integer", float: "a number",
-                tuple: "a comma-separated list of numbers"}.get(kind, str(kind))
-    raise ConfigError(f"config field {name!r}: expected {expected}, got "
-                      f"{text!r}") from None
-
-
 def override(config: Config, overrides: dict) -> Config:
-  """`config` with `overrides` (name -> value or text) applied and validated."""
-  values = {}
+  """`config` with `overrides` (dotted name -> value or text) applied.
+
+  A bare section name (`"algorithm": "imaml"`) switches that section to the
+  named kind's defaults, before any field is set. Returns the validated
+  config; raises ConfigError naming the field.
+  """
+  sections = {s: getattr(config, s) for s in SECTIONS}
+  fields = {}
   for name, value in overrides.items():
-    if name not in field_types():
-      raise _unknown_field(name)
-    values[name] = parse_value(name, value) if isinstance(value, str) else value
-  return validate(dataclasses.replace(config, **values))
+    if name in SECTIONS:
+      if variants(name) is None:
+        raise ConfigError(f"config section {name!r} is not chosen by name; "
+                          f"set its fields, e.g. --{name}.FIELD=VALUE")
+      if sections[name].NAME != value:
+        sections[name] = _section_class(name, value)()
+      continue
+    section, dot, field_name = name.partition(".")
+    if not dot or section not in SECTIONS:
+      raise _unknown_field(name, config)
+    fields[(section, field_name)] = value
+  for (section, field_name), value in fields.items():
+    types = field_types(type(sections[section]))
+    if field_name not in types:
+      raise _unknown_field(f"{section}.{field_name}",
+                           dataclasses.replace(config, **sections))
+    kind = types[field_name]
+    value = (parse_text(kind, value, f"{section}.{field_name}")
+             if isinstance(value, str) and kind is not str
+             else coerce(kind, value))
+    sections[section] = dataclasses.replace(sections[section],
+                                            **{field_name: value})
+  return validate(Config(**sections))
 
 
-def validate(config: Config) -> Config:
-  """Raises ConfigError naming the first bad field; returns `config`."""
-  for name in POSITIVE_INTS:
-    value = getattr(config, name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-      raise ConfigError(f"config field {name!r}: expected a positive integer, "
-                        f"got {value!r}")
-  for name in POSITIVE_FLOATS:
-    value = getattr(config, name)
-    if not (isinstance(value, (int, float)) and math.isfinite(value)
-            and value > 0):
-      raise ConfigError(f"config field {name!r}: expected a positive finite "
-                        f"number, got {value!r}")
-  if not isinstance(config.inner_steps, int) or config.inner_steps < 1:
-    raise ConfigError("config field 'inner_steps': expected a positive "
-                      f"integer, got {config.inner_steps!r}")
-  for name, allowed in CHOICES.items():
-    if getattr(config, name) not in allowed:
-      raise ConfigError(f"config field {name!r}: expected one of {allowed}, "
-                        f"got {getattr(config, name)!r}")
-  for name in ("eval_shots", "eval_inner_steps", "hidden_sizes"):
-    values = getattr(config, name)
-    if not all(isinstance(v, int) and v >= (0 if name == "hidden_sizes" else 1)
-               for v in values) or (name != "hidden_sizes" and not values):
-      raise ConfigError(f"config field {name!r}: expected positive integers, "
-                        f"got {values!r}")
-  for name in ("amplitude_range", "phase_range", "x_range", "slope_range",
-               "intercept_range"):
-    low_high = getattr(config, name)
-    if (len(low_high) != 2 or not all(math.isfinite(v) for v in low_high)
-        or low_high[0] > low_high[1]):
-      raise ConfigError(f"config field {name!r}: expected two finite numbers "
-                        f"low,high with low <= high, got {low_high!r}")
-  if not (math.isfinite(config.noise_std) and config.noise_std >= 0):
-    raise ConfigError("config field 'noise_std': expected a finite number >= 0,"
-                      f" got {config.noise_std!r}")
-  if config.checkpoint_every < 0:
-    raise ConfigError("config field 'checkpoint_every': expected an integer "
-                      f">= 0, got {config.checkpoint_every!r}")
-  if not (math.isfinite(config.max_train_seconds)
-          and config.max_train_seconds >= 0):
-    raise ConfigError("config field 'max_train_seconds': expected a finite "
-                      f"number >= 0, got {config.max_train_seconds!r}")
-  if config.eval_every < 0:
-    raise ConfigError("config field 'eval_every': expected an integer >= 0, "
-                      f"got {config.eval_every!r}")
-  return config
-
-
-def config_from_dict(values: dict) -> Config:
-  """A validated Config from a saved `config.json` (lists become tuples)."""
-  types = field_types()
-  unknown = sorted(set(values) - set(types))
-  if unknown:
-    raise _unknown_field(unknown[0])
-  fixed = {k: tuple(v) if types[k] is tuple else v for k, v in values.items()}
-  return validate(Config(**fixed))
-
-
-def describe_fields(config: Optional[Config] = None) -> str:
-  """One line per field: name, type and current value (for --help)."""
-  config = config or Config()
+def describe(config: Config) -> str:
+  """`--help` text: every section's flags with their current values."""
   lines = []
-  for name, kind in field_types().items():
-    lines.append(f"  --{name}={getattr(config, name)!r}  ({kind.__name__})")
+  for section in SECTIONS:
+    value = getattr(config, section)
+    choices = variants(section)
+    title = f"{section}" + (f" = {value.NAME} (one of {sorted(choices)}; "
+                            f"--{section}=NAME)" if choices else "")
+    lines.append(title)
+    lines.extend(describe_section(value, section) or ["  (no fields)"])
   return "\n".join(lines)
+
+
+# ---------------------------------------------------------- serialisation
+def to_dict(config: Config) -> dict:
+  """The JSON form of `config.json`: schema version and nested sections."""
+  out: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+  for section in SECTIONS:
+    value = getattr(config, section)
+    body = dataclasses.asdict(value)
+    if variants(section) is not None:
+      body = {"name": value.NAME, **body}
+    out[section] = body
+  return out
+
+
+def from_dict(values: dict) -> Config:
+  """A validated Config from `to_dict` output, or from a schema-1 (flat)
+  `config.json`; unknown fields are errors naming them."""
+  values = dict(values)
+  version = values.pop("schema_version", 1)
+  if version == 1:
+    values = migrate_v1(values)
+  elif version != SCHEMA_VERSION:
+    raise ConfigError(f"config schema_version {version!r} is not one this "
+                      f"metajax reads (1 or {SCHEMA_VERSION})")
+  overrides = {}
+  for section, body in values.items():
+    if section not in SECTIONS:
+      raise ConfigError(f"unknown config section {section!r}; expected one "
+                        f"of {list(SECTIONS)}")
+    body = dict(body)
+    if variants(section) is not None:
+      overrides[section] = body.pop("name")
+    overrides.update({f"{section}.{k}": v for k, v in body.items()})
+  return override(Config(), overrides)
+
+
+# Where each field of the schema-1 flat config went. Fields whose place
+# depends on the task or the model are handled in `migrate_v1`.
+V1_FIELDS = {
+    "seed": "run.seed", "log_every": "run.log_every",
+    "pre_metrics": "run.pre_metrics",
+    "checkpoint_every": "run.checkpoint_every",
+    "keep_checkpoints": "run.keep_checkpoints",
+    "num_devices": "run.num_devices",
+    "meta_batch_size": "outer.meta_batch_size",
+    "outer_optimizer": "outer.optimizer", "outer_lr": "outer.lr",
+    "outer_schedule": "outer.schedule",
+    "num_meta_steps": "outer.num_meta_steps",
+    "max_train_seconds": "outer.max_train_seconds",
+    "steps_per_call": "outer.steps_per_call",
+    "nonfinite_policy": "outer.nonfinite_policy",
+    "inner_steps": "inner.steps", "inner_lr": "inner.lr",
+    "inner_optimizer": "inner.optimizer", "first_order": "inner.first_order",
+    "remat": "inner.remat",
+    "eval_num_tasks": "eval.num_tasks", "eval_seed": "eval.seed",
+    "eval_inner_steps": "eval.inner_steps", "eval_every": "eval.every",
+    "conv": "formulations.conv", "dense": "formulations.dense",
+    "hidden_sizes": "model.hidden_sizes", "activation": "model.activation",
+    "init_stddev": "model.init_stddev",
+    "num_ways": "task.ways", "data_dir": "task.data_dir",
+    "split": "task.split", "eval_shots": "task.eval_shots",
+    "amplitude_range": "task.amplitude_range",
+    "phase_range": "task.phase_range", "x_range": "task.x_range",
+    "slope_range": "task.slope_range",
+    "intercept_range": "task.intercept_range", "noise_std": "task.noise_std",
+    "num_support": "task.support_points (regression) or task.shots "
+                   "(omniglot)",
+    "num_query": "task.query_points (regression) or task.queries (omniglot)",
+    "eval_num_query": "task.eval_query_points (regression) or "
+                      "task.eval_queries (omniglot)",
+    "reptile_serial": "algorithm.serial", "head_name": "algorithm.head",
+    "msl_anneal_steps": "algorithm.msl_anneal_steps",
+    "first_order_until": "algorithm.first_order_until",
+    "imaml_lambda": "algorithm.lam", "cg_steps": "algorithm.cg_steps",
+    "task": "task", "algorithm": "algorithm", "model": "model",
+    "run_dir": "the --run_dir option",
+}
+
+
+def migrate_v1(flat: dict) -> dict:
+  """A schema-1 flat config dict as schema-2 sections (see `V1_FIELDS`).
+
+  Only the fields the run's task, model and algorithm read are kept: the
+  flat schema stored every algorithm's and task's fields in every run.
+  """
+  flat = dict(flat)
+  flat.pop("experiment", None)
+  flat.pop("run_dir", None)
+  unknown = sorted(set(flat) - set(V1_FIELDS))
+  if unknown:
+    raise ConfigError(f"unknown field {unknown[0]!r} in a schema-1 config")
+  task = flat.pop("task", "sine")
+  model = flat.pop("model", "mlp")
+  algorithm = flat.pop("algorithm", "maml")
+  out = {"task": {"name": task},
+         "model": {"name": "conv4" if model.startswith("conv4") else model},
+         "algorithm": {"name": algorithm}}
+  if model == "conv4_strided":
+    out["model"]["strided"] = True
+  regression = task in ("sine", "linear")
+  renamed = {
+      "num_support": "task.support_points" if regression else "task.shots",
+      "num_query": "task.query_points" if regression else "task.queries",
+      "eval_num_query": ("task.eval_query_points" if regression
+                         else "task.eval_queries"),
+      "conv": "formulations.conv", "dense": "formulations.dense"}
+  for name, value in flat.items():
+    path = renamed.get(name, V1_FIELDS[name])
+    if name in ("conv", "dense") and value == "auto":
+      continue  # the preset decides, as 'auto' did
+    section, _, field_name = path.partition(".")
+    target = _section_class(section, out.get(section, {}).get("name"))
+    if field_name not in field_types(target):
+      continue  # a field of another task, model or algorithm
+    out.setdefault(section, {})[field_name] = value
+  return out

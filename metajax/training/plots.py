@@ -28,32 +28,3 @@ def plot_learning_curve(records: list, path: str, title: str = ""):
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
-
-
-def plot_regression_adaptation(params, problem, inner, path: str, seed: int,
-                               shots: int = 5, steps=(0, 1, 10),
-                               num_tasks: int = 3):
-  """True curves, K support points and predictions after `steps` steps."""
-  from metajax.tasks.regression_sampling import sample_regression_tasks  # pylint: disable=g-import-not-at-top
-  key = jax.random.fold_in(jax.random.key(seed), 7)
-  tasks, task_params = sample_regression_tasks(problem.family, key, num_tasks,
-                                               shots, 1)
-  low, high = problem.family.x_range
-  grid_Gx1 = jnp.linspace(low, high, 200)[:, None]
-  fig, axes = plt.subplots(1, num_tasks, figsize=(4 * num_tasks, 3.2))
-  for t, ax in enumerate(np.atleast_1d(axes)):
-    support = jax.tree.map(lambda leaf: leaf[t], tasks.support)
-    one = jax.tree.map(lambda v: v[t], task_params)
-    ax.plot(grid_Gx1[:, 0], problem.family.function(one, grid_Gx1)[:, 0],
-            "k-", label="ground truth")
-    ax.plot(support[0][:, 0], support[1][:, 0], "r^", label=f"{shots} points")
-    for n in steps:
-      adapted = inner.run(params, support, num_steps=n).params
-      ax.plot(grid_Gx1[:, 0], problem.model.apply(adapted, grid_Gx1)[:, 0],
-              "--", label=f"after {n} steps")
-    ax.set_title(f"task {t}")
-  np.atleast_1d(axes)[0].legend(fontsize=7)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)

@@ -6,7 +6,6 @@
     params.msgpack   final (or last good) meta-parameters
     *.png            plots
 """
-import dataclasses
 import json
 import math
 import os
@@ -100,7 +99,3 @@ def load_params(path: str, template):
   except Exception as e:
     raise ValueError(f"{path} is not a valid parameter file for this model "
                      f"config: {e}") from None
-
-
-def config_dict(config) -> dict:
-  return dataclasses.asdict(config)

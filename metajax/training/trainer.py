@@ -4,23 +4,27 @@ Metrics are fetched one logging call late so the host never waits on the
 device; nothing is converted to Python per step.
 """
 import dataclasses
+import functools
 import json
 import os
 import time
+from typing import Any
 
 import jax
 import optax
 import tqdm
 
-from metajax import algorithms
-from metajax.training import plots
-from metajax.training import run_io
-from metajax.parallel import sharding
-from metajax.algorithms._common import inner_loop
-from metajax.training.checkpoint import Checkpointer
-from metajax.training.config import Config, ConfigError, validate
+from metajax import algorithms, tasks
+from metajax.algorithms.base import Algorithm
+from metajax.backend import Formulations
 from metajax.core.meta_step import init_meta_state, make_meta_step
-from metajax.tasks.base import build_problem
+from metajax.parallel import sharding
+from metajax.settings import ConfigError
+from metajax.tasks.base import Problem
+from metajax.training import plots, run_io
+from metajax.training.checkpoint import Checkpointer
+from metajax.training.config import (
+    Config, resolve_formulations, to_dict, validate)
 
 
 class NonFiniteError(RuntimeError):
@@ -29,69 +33,81 @@ class NonFiniteError(RuntimeError):
 
 @dataclasses.dataclass
 class Run:
-  """The pieces of a run, built once from a config."""
+  """The pieces of a run, built once from a config.
+
+  `step_fn` is `step(state) -> (state, metrics)`, or with `prefetch`
+  `step(state, tasks) -> (state, next_tasks, metrics)` whose first tasks
+  come from `step_fn.first_tasks(state)`.
+  """
   config: Config
-  problem: object
-  state: object
-  step_fn: object
-  outer_optimizer: object
+  algorithm: Algorithm
+  problem: Problem
+  formulations: Formulations
+  state: Any
+  step_fn: Any
+  outer_optimizer: optax.GradientTransformation
+  prefetch: bool
 
 
 def make_outer_optimizer(config: Config):
-  """The outer optimizer, with `config.outer_schedule` over the meta-steps."""
-  learning_rate = config.outer_lr
-  if config.outer_schedule == "cosine":  # MAML++
-    learning_rate = optax.cosine_decay_schedule(config.outer_lr,
-                                                config.num_meta_steps)
-  elif config.outer_schedule == "linear":  # Reptile's annealed epsilon
-    learning_rate = optax.linear_schedule(config.outer_lr, 0.0,
-                                          config.num_meta_steps)
-  if config.outer_optimizer == "sgd":
+  """The outer optimizer, with `outer.schedule` over the meta-steps."""
+  outer = config.outer
+  learning_rate = outer.lr
+  if outer.schedule == "cosine":  # MAML++
+    learning_rate = optax.cosine_decay_schedule(outer.lr, outer.num_meta_steps)
+  elif outer.schedule == "linear":  # Reptile's annealed epsilon
+    learning_rate = optax.linear_schedule(outer.lr, 0.0, outer.num_meta_steps)
+  if outer.optimizer == "sgd":
     return optax.sgd(learning_rate)
   return optax.adam(learning_rate)
 
 
-def check_config(config: Config) -> Config:
-  """Validates every field and the algorithm combination, before compiling."""
+def _sharded(config: Config, state):
+  """`(make_step, state)` over `run.num_devices` devices, state replicated."""
+  try:
+    mesh = sharding.make_task_mesh(config.run.num_devices)
+    sharding.check_divisible(config.outer.meta_batch_size, mesh)
+  except ValueError as error:
+    raise ConfigError(f"config field 'run.num_devices': {error}") from None
+  make_step = functools.partial(sharding.make_sharded_meta_step, mesh=mesh)
+  return make_step, sharding.replicate_state(state, mesh)
+
+
+def build_problem(config: Config, backend_name=None) -> tuple:
+  """`(algorithm, formulations, problem)` for a validated `config`."""
   validate(config)
-  algorithm = algorithms.get_algorithm(config.algorithm)
-  if hasattr(algorithm, "check"):
-    algorithm.check(config)
-  if config.num_meta_steps % config.steps_per_call:
-    raise ConfigError(
-        f"config field 'num_meta_steps' ({config.num_meta_steps}) must be a "
-        f"multiple of 'steps_per_call' ({config.steps_per_call})")
-  if config.checkpoint_every % config.log_every:
-    raise ConfigError(
-        f"config field 'checkpoint_every' ({config.checkpoint_every}) must be "
-        f"a multiple of 'log_every' ({config.log_every})")
-  if config.log_every % config.steps_per_call:
-    raise ConfigError(
-        f"config field 'log_every' ({config.log_every}) must be a multiple of "
-        f"'steps_per_call' ({config.steps_per_call})")
-  return config
+  algorithm = algorithms.get(config.algorithm.NAME)
+  formulations = resolve_formulations(config, backend_name)
+  problem = tasks.get(config.task.NAME).build(config, formulations)
+  algorithm.check(config, problem)
+  return algorithm, formulations, problem
 
 
-def build_run(config: Config) -> Run:
-  """Problem, initial `MetaState` and the jitted meta-step for `config`."""
-  check_config(config)
-  algorithm = algorithms.get_algorithm(config.algorithm)
-  problem = build_problem(config)
-  init_key, train_key = jax.random.split(jax.random.key(config.seed))
+def build_run(config: Config, backend_name=None) -> Run:
+  """Problem, initial `MetaState` and the jitted meta-step for `config`.
+
+  Raises ConfigError, before anything compiles, for settings the task, the
+  algorithm or the devices cannot take.
+  """
+  algorithm, formulations, problem = build_problem(config, backend_name)
+  init_key, train_key = jax.random.split(jax.random.key(config.run.seed))
   outer_optimizer = make_outer_optimizer(config)
-  params = problem.init_params(init_key)
-  if hasattr(algorithm, "init_meta_params"):
-    params = algorithm.init_meta_params(config, params)
+  params = algorithm.init_meta_params(config, problem.init_params(init_key))
   state = init_meta_state(params, outer_optimizer, train_key)
   make_step = make_meta_step
-  if config.num_devices != 1:  # Tasks sharded over a mesh, state replicated.
-    make_step, state = sharding.for_config(config, state)
+  prefetch = (formulations.prefetch_tasks
+              and config.outer.steps_per_call == 1)
+  if config.run.num_devices != 1:  # Tasks sharded over a mesh.
+    make_step, state = _sharded(config, state)
+    prefetch = False
+  options = {"prefetch_tasks": True} if prefetch else {}
   step_fn = make_step(
       algorithm.make_meta_grad(config, problem), outer_optimizer,
       task_sampler=problem.train_sampler,
-      steps_per_call=config.steps_per_call,
-      nonfinite_policy=config.nonfinite_policy)
-  return Run(config, problem, state, step_fn, outer_optimizer)
+      steps_per_call=config.outer.steps_per_call,
+      nonfinite_policy=config.outer.nonfinite_policy, **options)
+  return Run(config, algorithm, problem, formulations, state, step_fn,
+             outer_optimizer, prefetch)
 
 
 def _last(metrics, fused: bool) -> dict:
@@ -99,42 +115,23 @@ def _last(metrics, fused: bool) -> dict:
   return {k: (v[-1] if fused else v).item() for k, v in metrics.items()}
 
 
-def eval_adaptation(config: Config, problem, meta_params):
-  """`(init_params, InnerLoop)` used to adapt to a meta-test task.
-
-  Algorithms whose test-time adaptation differs from plain SGD on the whole
-  initialisation (learned rates, partial adaptation) define
-  `eval_adaptation(config, problem, meta_params)` in their module.
-  """
-  algorithm = algorithms.get_algorithm(config.algorithm)
-  if hasattr(algorithm, "eval_adaptation"):
-    return algorithm.eval_adaptation(config, problem, meta_params)
-  return meta_params, inner_loop(config, problem, optimizer=None)
-
-
-def evaluate(config: Config, problem, meta_params) -> dict:
-  """The task family's meta-test protocol on `meta_params`."""
-  algorithm = algorithms.get_algorithm(config.algorithm)
-  if hasattr(algorithm, "evaluate"):
-    return algorithm.evaluate(config, problem, meta_params)
-  params, inner = eval_adaptation(config, problem, meta_params)
-  if problem.classification:
-    from metajax.tasks.omniglot.task import evaluate_classification  # pylint: disable=g-import-not-at-top
-    return evaluate_classification(params, problem, config, inner)
-  from metajax.tasks.regression import evaluate_regression  # pylint: disable=g-import-not-at-top
-  return evaluate_regression(params, problem, config, inner)
+def evaluate(run: Run, meta_params, split: str = "test",
+             num_tasks=None) -> dict:
+  """The task's meta-test protocol on `meta_params` (or the algorithm's own
+  evaluation, for algorithms without an inner loop)."""
+  if run.algorithm.evaluate is not None:
+    return run.algorithm.evaluate(run.config, run.problem, meta_params,
+                                  split, num_tasks)
+  params, inner = run.algorithm.eval_adaptation(run.config, run.problem,
+                                                meta_params)
+  return run.problem.evaluate(params, inner, split, num_tasks)
 
 
-def run_validation(config: Config, problem, meta_params) -> dict:
-  """A quick check on held-out tasks during training (validation split for
-  Omniglot, 100 tasks; fresh tasks for regression)."""
-  small = dataclasses.replace(config, eval_num_tasks=min(100, config.eval_num_tasks))
-  params, inner = eval_adaptation(small, problem, meta_params)
-  if problem.classification:
-    from metajax.tasks.omniglot.task import evaluate_classification  # pylint: disable=g-import-not-at-top
-    return evaluate_classification(params, problem, small, inner, split="val")
-  from metajax.tasks.regression import evaluate_regression  # pylint: disable=g-import-not-at-top
-  return evaluate_regression(params, problem, small, inner)
+def run_validation(run: Run, meta_params) -> dict:
+  """A quick check on 100 held-out tasks during training (the validation
+  split where the task has one)."""
+  return evaluate(run, meta_params, split="val",
+                  num_tasks=min(100, run.config.eval.num_tasks))
 
 
 class _MetricsWriter:
@@ -178,10 +175,10 @@ def train(config: Config, run_dir: str, experiment: str = "",
           progress: bool = True, resume: bool = False) -> dict:
   """Trains, evaluates and writes everything into `run_dir`.
 
-  With `config.checkpoint_every`, the full meta-state is checkpointed every
+  With `run.checkpoint_every`, the full meta-state is checkpointed every
   that many steps (and at the end) under `run_dir/checkpoints`; `resume`
   continues from the newest valid checkpoint and gives the same parameters,
-  bit for bit, as an uninterrupted run. With `config.max_train_seconds`,
+  bit for bit, as an uninterrupted run. With `outer.max_train_seconds`,
   training stops after the first call past that much wall time (compiling
   included) and is evaluated as usual; `results.json` records
   `meta_steps_done` and `stopped_by_time_limit`.
@@ -198,36 +195,41 @@ def train(config: Config, run_dir: str, experiment: str = "",
   run = build_run(config)
   os.makedirs(run_dir, exist_ok=True)
   checkpointer = Checkpointer(os.path.join(run_dir, "checkpoints"),
-                              max_to_keep=config.keep_checkpoints)
+                              max_to_keep=config.run.keep_checkpoints)
   state = _resume(run, run_dir, checkpointer) if resume else run.state
   run_io.write_json(os.path.join(run_dir, "config.json"),
-                    {"experiment": experiment, **run_io.config_dict(config)})
+                    {"experiment": experiment, **to_dict(config)})
   first_step = int(state.step)
   log = run_io.MetricsLog(os.path.join(run_dir, "metrics.jsonl"))
   validation_log = run_io.MetricsLog(os.path.join(run_dir, "validation.jsonl"))
-  bar = tqdm.tqdm(total=config.num_meta_steps, initial=first_step,
+  outer, settings = config.outer, config.run
+  bar = tqdm.tqdm(total=outer.num_meta_steps, initial=first_step,
                   disable=not progress, unit="step", dynamic_ncols=True)
-  writer = _MetricsWriter(log, bar, config.nonfinite_policy == "stop",
-                          config.steps_per_call > 1)
+  writer = _MetricsWriter(log, bar, outer.nonfinite_policy == "stop",
+                          outer.steps_per_call > 1)
   compile_seconds = None
+  tasks = run.step_fn.first_tasks(state) if run.prefetch else None
   try:
-    for done in range(first_step + config.steps_per_call,
-                      config.num_meta_steps + 1, config.steps_per_call):
-      state, metrics = run.step_fn(state)
+    for done in range(first_step + outer.steps_per_call,
+                      outer.num_meta_steps + 1, outer.steps_per_call):
+      if run.prefetch:
+        state, tasks, metrics = run.step_fn(state, tasks)
+      else:
+        state, metrics = run.step_fn(state)
       if compile_seconds is None:
         jax.block_until_ready(state)
         compile_seconds = time.perf_counter() - writer.start
       writer.flush()
-      out_of_time = bool(config.max_train_seconds) and (
-          time.perf_counter() - writer.start >= config.max_train_seconds)
-      if (done % config.log_every == 0 or done == config.num_meta_steps
+      out_of_time = bool(outer.max_train_seconds) and (
+          time.perf_counter() - writer.start >= outer.max_train_seconds)
+      if (done % settings.log_every == 0 or done == outer.num_meta_steps
           or out_of_time):
         writer.pending = metrics
-      bar.update(config.steps_per_call)
-      if config.eval_every and done % config.eval_every == 0:
+      bar.update(outer.steps_per_call)
+      if config.eval.every and done % config.eval.every == 0:
         validation_log.write({"step": done, **run_validation(
-            config, run.problem, state.params)})
-      if config.checkpoint_every and done % config.checkpoint_every == 0:
+            run, state.params)})
+      if settings.checkpoint_every and done % settings.checkpoint_every == 0:
         writer.flush()  # the log reaches the checkpoint before it is written
         checkpointer.save(state)
       if out_of_time:
@@ -246,7 +248,7 @@ def train(config: Config, run_dir: str, experiment: str = "",
   checkpointer.close()
   run_io.save_params(os.path.join(run_dir, "params.msgpack"), state.params)
   steps_done = int(state.step)
-  timed_steps = steps_done - first_step - config.steps_per_call
+  timed_steps = steps_done - first_step - outer.steps_per_call
   timed_seconds = seconds - (compile_seconds or 0.0)
   results = {
       "experiment": experiment, "device": str(jax.devices()[0].device_kind),
@@ -255,26 +257,28 @@ def train(config: Config, run_dir: str, experiment: str = "",
                                 if timed_steps > 0 and timed_seconds > 0
                                 else None),
       "meta_steps_done": steps_done,
-      "stopped_by_time_limit": steps_done < config.num_meta_steps,
+      "stopped_by_time_limit": steps_done < outer.num_meta_steps,
       "nonfinite_steps": int(state.nonfinite_count),
+      "backend": jax.default_backend(),
+      "formulations": dataclasses.asdict(run.formulations),
       "final_metrics": run_io.read_metrics(
           os.path.join(run_dir, "metrics.jsonl"))[-1],
-      "evaluation": evaluate(config, run.problem, state.params),
+      "evaluation": evaluate(run, state.params),
   }
   run_io.write_json(os.path.join(run_dir, "results.json"), results)
-  write_plots(config, run.problem, state.params, run_dir, experiment)
+  write_plots(run, state.params, run_dir, experiment)
   return results
 
 
-def write_plots(config, problem, meta_params, run_dir, experiment):
+def write_plots(run: Run, meta_params, run_dir: str, experiment: str):
+  """The learning curve, and the task's own figures of the trained model."""
   records = run_io.read_metrics(os.path.join(run_dir, "metrics.jsonl"))
   plots.plot_learning_curve(records, os.path.join(run_dir, "learning_curve.png"),
                             title=experiment)
-  if problem.family is not None:
-    params, inner = eval_adaptation(config, problem, meta_params)
-    plots.plot_regression_adaptation(
-        params, problem, inner, os.path.join(run_dir, "adaptation.png"),
-        seed=config.eval_seed, shots=min(config.eval_shots))
+  if run.problem.write_figures is not None:
+    params, inner = run.algorithm.eval_adaptation(run.config, run.problem,
+                                                  meta_params)
+    run.problem.write_figures(params, inner, run_dir)
 
 
 def evaluate_saved(config: Config, run_dir: str) -> dict:
@@ -282,7 +286,9 @@ def evaluate_saved(config: Config, run_dir: str) -> dict:
   run = build_run(config)
   params = run_io.load_params(os.path.join(run_dir, "params.msgpack"),
                               run.state.params)
-  results = {"evaluation": evaluate(config, run.problem, params)}
+  results = {"backend": jax.default_backend(),
+             "formulations": dataclasses.asdict(run.formulations),
+             "evaluation": evaluate(run, params)}
   run_io.write_json(os.path.join(run_dir, "eval_results.json"), results)
   return results
 

@@ -2,7 +2,8 @@
 
 After an inner SGD step every task has its own conv weights. `jax.vmap` of
 `lax.conv_general_dilated` with batched weights becomes a grouped convolution
-whose weight gradient takes XLA:CPU's slow path (~50x slower than a matmul).
+whose weight gradient takes XLA:CPU's slow path (benchmarks/NOTES_conv.md,
+"Why the reference is slow").
 `conv3x3` is instead built from two bilinear primitives that carry a leading
 task axis T (stride s, Ho = ceil(H / s)):
 
@@ -19,9 +20,10 @@ convolution per task (lax.map; lhs-dilated for tconv_p; for wgrad_p the
 backprop-filter convolution, batch and feature axes swapped) for wide
 inputs, and one batched im2col matmul for inputs with few channels.
 Elsewhere they lower to what vmap of the reference gives (grouped
-convolutions), which an H200 ran 1.6-11x slower than `conv_im2col`
-(plain slices and batched matmuls under vmap): `get_conv('auto')`, the Conv4
-default, picks `conv3x3` on CPU and `conv_im2col` on other backends.
+convolutions), slower on a GPU than `conv_im2col` (plain slices and batched
+matmuls under vmap; benchmarks/NOTES_conv.md). Which one a model runs is an
+explicit choice, `get_conv(name)`: 'im2col' is Conv4's portable default and
+`metajax.backend.for_backend` gives 'fast' on the CPU backend.
 """
 import functools
 
@@ -199,22 +201,22 @@ _max_pooled.defjvp(_max_pooled_jvp, symbolic_zeros=True)
 CONVS = {'fast': conv3x3, 'reference': conv_reference, 'im2col': conv_im2col}
 
 
+NAMES = tuple(CONVS)  # the names `get_conv` takes
+
+
 def get_conv(name_or_fn):
-  """Resolves a conv implementation: 'auto', a key of CONVS or a function.
+  """A conv implementation: a key of CONVS or a function.
 
-  'auto' is `conv3x3` on CPU and `conv_im2col` elsewhere, the faster of the
-  two measured on each (benchmarks/NOTES_conv.md).
+  'fast' is `conv3x3` (the faster on XLA:CPU), 'im2col' `conv_im2col` (the
+  faster on GPUs; benchmarks/NOTES_conv.md), 'reference'
+  `conv_reference`; a function `(x_NxHxWxC, w_3x3xCxD, stride) -> y` is
+  returned as it is. ValueError listing the names for anything else.
   """
-  if isinstance(name_or_fn, str):
-    return CONVS[resolve_name(name_or_fn)]
-  return name_or_fn
-
-
-def resolve_name(name):
-  """The CONVS key that `name` ('auto' or a key) stands for here."""
-  if name == 'auto':
-    return 'fast' if jax.default_backend() == 'cpu' else 'im2col'
-  return name
+  fn = CONVS.get(name_or_fn) if isinstance(name_or_fn, str) else name_or_fn
+  if not callable(fn):
+    raise ValueError(f'unknown conv {name_or_fn!r}; expected one of '
+                     f'{list(CONVS)} or a function (x, w, stride) -> y')
+  return fn
 
 
 # ------------------------------------------------------------ 'SAME' geometry
@@ -271,9 +273,9 @@ def _wgrad_one(x_NxHxWxC, dy_NxHoxWoxD, stride):
   dy[n, h, w, d] is a 'VALID' convolution of the padded input, read as a
   batch of C images with N channels, by dy as an N -> D kernel dilated by
   the stride, which leaves a 3x3 output: the backprop-filter convolution.
-  XLA:CPU's Eigen kernel runs it 1.15-1.5x faster than the nine shifted
-  products it replaced (1x1-convolution dots in a scan) at every Conv4
-  shape, transposes included (benchmarks/NOTES_conv.md).
+  XLA:CPU's Eigen kernel runs it faster than the nine shifted products it
+  replaced (1x1-convolution dots in a scan) at every Conv4 shape,
+  transposes included (benchmarks/NOTES_conv.md).
   """
   (_, h, w, _), (_, out_h, out_w, _) = x_NxHxWxC.shape, dy_NxHoxWoxD.shape
   x_pad = jnp.pad(x_NxHxWxC, ((0, 0), (1, 1), (1, 1), (0, 0)))
@@ -346,8 +348,8 @@ wgrad_p.def_abstract_eval(lambda x, dy, stride: jax.core.ShapedArray(
     (x.shape[0], 3, 3, x.shape[-1], dy.shape[-1]), x.dtype))
 tconv_p.def_abstract_eval(lambda dy, w, stride, in_hw: jax.core.ShapedArray(
     dy.shape[:2] + in_hw + w.shape[3:4], dy.dtype))
-# XLA's own grouped convolution is fast off CPU (GPU, TPU): there the
-# primitives lower to exactly what vmap of `conv_reference` would give.
+# Off CPU (GPU, TPU) the primitives lower to exactly what vmap of
+# `conv_reference` would give: XLA's own grouped convolutions.
 for prim, generic, cpu in ((conv_p, _conv_kernel_generic, _conv_kernel),
                            (wgrad_p, _wgrad_kernel_generic, _wgrad_kernel),
                            (tconv_p, _tconv_kernel_generic, _tconv_kernel)):

@@ -2,20 +2,18 @@
 
 Autodiff's weight gradient of `y = x @ W` is `x^T @ dy`, a contraction over
 the rows of `x` (the leading axis of both operands). Under `vmap` over tasks
-it is a batched dot that XLA:CPU runs several times slower than the same
-product from a materialised `x^T` (25 tasks, 10x40 by 10x40: 42 vs 10 us on
-the 2-core CPU of this project). `matmul` is `x @ W` with a custom VJP that
-takes the weight gradient from `x^T` (behind an optimization barrier, so XLA
-keeps the copy). Every product in these rules is again `matmul` or
-`weight_grad`, so derivatives of every order contract only the left
-operand's last axis: MAML's second-order meta-gradient runs fast products
-throughout (the fused sine 1-step meta-step on the 2-core CPU: 0.21-0.23
--> 0.16-0.17 ms; README, Meta-step speed).
+it is a batched dot that XLA:CPU runs much slower than the same product from
+a materialised `x^T` (benchmarks/NOTES_conv.md). `matmul` is `x @ W` with a
+custom VJP that takes the weight gradient from `x^T` (behind an optimization
+barrier, so XLA keeps the copy). Every product in these rules is again
+`matmul` or `weight_grad`, so derivatives of every order contract only the
+left operand's last axis: MAML's second-order meta-gradient runs fast
+products throughout (README, Meta-step speed).
 
 Same values and derivatives of every reverse-mode order as `lax.dot_general`
 (tests/test_dense_ops.py), but reverse mode only: `jax.jvp`, `jax.jacfwd` and
-`jax.hessian` raise on it. `Config.dense='auto'` therefore picks it only on
-the CPU backend and only for algorithms that do not use forward mode.
+`jax.hessian` raise on it. `metajax.backend.for_backend` therefore picks it
+('fast') only on the CPU backend and never with `forward_mode=True`.
 """
 from typing import Callable, Union
 
@@ -87,27 +85,18 @@ def fast_dot_general(x, w, dimension_numbers, precision=None,
 
 
 DOT_GENERALS = {"plain": lax.dot_general, "fast": fast_dot_general}
-NAMES = ("auto",) + tuple(DOT_GENERALS)
-
-
-def resolve_name(name: str, forward_mode: bool = False) -> str:
-  """The DOT_GENERALS key `name` stands for here.
-
-  'auto' is 'fast' on the CPU backend unless `forward_mode` (the caller will
-  take `jax.jvp` through the model), else 'plain' (the slow layout is
-  XLA:CPU's; the fast form is not measured on GPU).
-  """
-  if name == "auto":
-    fast = jax.default_backend() == "cpu" and not forward_mode
-    return "fast" if fast else "plain"
-  if name not in DOT_GENERALS:
-    raise ValueError(f"unknown dense product {name!r}; expected one of "
-                     f"{list(NAMES)}")
-  return name
+NAMES = tuple(DOT_GENERALS)  # the names `get_dot_general` takes
 
 
 def get_dot_general(name_or_fn: Union[str, Callable]) -> Callable:
-  """A `dot_general` for `nn.Dense`: 'auto', a key of DOT_GENERALS, or a function."""
-  if isinstance(name_or_fn, str):
-    return DOT_GENERALS[resolve_name(name_or_fn)]
-  return name_or_fn
+  """A `dot_general` for `nn.Dense`: a key of DOT_GENERALS or a function.
+
+  'plain' is `lax.dot_general`, 'fast' `fast_dot_general` (reverse mode
+  only); ValueError listing the names for anything else.
+  """
+  fn = (DOT_GENERALS.get(name_or_fn) if isinstance(name_or_fn, str)
+        else name_or_fn)
+  if not callable(fn):
+    raise ValueError(f"unknown dense product {name_or_fn!r}; expected one of "
+                     f"{list(DOT_GENERALS)} or a dot_general function")
+  return fn
