@@ -4,7 +4,9 @@ The step: Omniglot-shaped 5-way 1-shot tasks (5 support and 75 query images,
 28x28x1), 32 tasks, one inner SGD step (rate 0.4, cross-entropy), the gradient
 of the mean query loss w.r.t. the initial params through the inner step (second
 order), as `jax.grad(mean(jax.vmap(task_loss)))`. Every candidate is the same
-`Conv4` with a different `conv` function; `--formulations` picks them:
+`Conv4` with a different `conv` function, and every one takes this backend's
+other formulations (`fold_norm`, `max_pool`) from `backend.for_backend()`;
+`--formulations` picks them:
 
   reference     lax.conv_general_dilated; vmap turns it into a grouped conv
                 (feature_group_count=T), i.e. the "tasks as channel groups"
@@ -13,7 +15,7 @@ order), as `jax.grad(mean(jax.vmap(task_loss)))`. Every candidate is the same
   im2col        9 shifted slices, concat, @ W (autodiff).
   shift_sum     sum of 9 shifted slices @ W_ij (autodiff).
   cvjp_im2col   im2col with a custom_vjp whose bwd is im2col again.
-  fast          conv_ops.conv3x3 (the Conv4 default).
+  fast          conv_ops.conv3x3 (the CPU formulation, `backend.CPU.conv`).
   fast_pool_first  conv_ops.conv3x3 and Conv4(pool_before_norm=True).
   torch         a PyTorch per-task loop (create_graph=True) on the same
                 params and data; skipped if torch is missing.
@@ -40,6 +42,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from metajax import backend
 from metajax.models.kernels import conv_ops
 from metajax.models.conv4 import Conv4
 
@@ -108,6 +111,14 @@ CANDIDATES = {
     'fast': dict(conv='fast'),
     'fast_pool_first': dict(conv='fast', pool_before_norm=True),
 }
+
+
+def conv4(strided=False, **candidate):
+  """The benchmark's Conv4: a candidate's fields over this backend's others."""
+  found = backend.for_backend()
+  kw = dict(conv=found.conv, fold_norm=found.fold_norm,
+            max_pool=found.max_pool)
+  return Conv4(WAYS, strided=strided, **{**kw, **candidate})
 
 
 # -------------------------------------------------------------- meta-step
@@ -219,7 +230,7 @@ def _jax_step(data, name):
   strided = bool(data['strided'])
   params = _unflatten({k: data[k] for k in data.files if '/' in k})
   batch = [jnp.asarray(data[k]) for k in ('xs', 'ys', 'xq', 'yq')]
-  model = Conv4(WAYS, strided=strided, **CANDIDATES[name])
+  model = conv4(strided, **CANDIDATES[name])
   t = time.perf_counter()
   compiled = make_meta_step(model).lower(params, *batch).compile()
   compile_s = time.perf_counter() - t
@@ -303,15 +314,15 @@ def main():
   if 'torch' in names and importlib.util.find_spec('torch') is None:
     names.remove('torch')
   data = make_data(args.num_tasks)
-  params = Conv4(WAYS, strided=args.strided).init(
+  params = conv4(args.strided).init(
       jax.random.PRNGKey(0), jnp.asarray(data[0][0]))
   print(f'jax {jax.__version__}, {os.cpu_count()} CPUs, {args.num_tasks} tasks,'
         f' strided={args.strided}, repeats={args.repeats}', flush=True)
   peak = matmul_peak_gflops()
   print(f'f32 matmul peak (2048^3, median of 5): {peak:.0f} GFLOP/s',
         flush=True)
-  useful_gflop = _flops(make_meta_step(Conv4(
-      WAYS, strided=args.strided, conv='reference')).lower(
+  useful_gflop = _flops(make_meta_step(conv4(
+      args.strided, conv='reference')).lower(
           params, *data).compile()) / 1e9
 
   results = {}

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # One GPU lease, end to end (about 9 minutes on an H200):
-#   1. which Conv4 formulation (Config.conv) is fastest there, for the suite's
+#   1. which Conv4 formulation (formulations.conv) is fastest there, for the suite's
 #      Omniglot row and for the paper's strided training config
 #      (benchmarks.pick_conv);
 #   2. the MAML paper's four Omniglot configs (5/20-way, 1/5-shot) trained side
 #      by side on the one GPU for TRAIN_SECONDS of wall time each
-#      (max_train_seconds; steps fused 10 per call, pre-adaptation metrics off),
+#      (outer.max_train_seconds; steps fused 10 per call (outer.steps_per_call),
+#      pre-adaptation metrics off (run.pre_metrics)),
 #      then evaluated on the 600 fixed meta-test tasks;
 #   3. the benchmark suite (sine, Omniglot 5- and 20-way, PyTorch on the same
 #      GPU in the same run), its FLOPs counted on CPU beforehand with
 #      `python -m benchmarks.suite --problems sine,omniglot5,omniglot20
-#      --flops-only --out benchmarks/results/flops` (GPU backends only count
-#      compiled modules, and compiling unrolled Omniglot steps takes minutes).
+#      --flops-only --flops-for gpu --out benchmarks/results/flops-gpu` (the
+#      GPU's formulations, lowered on CPU: GPU backends only count compiled
+#      modules, and compiling unrolled Omniglot steps takes minutes).
 #
 # Run from the repository root on a CUDA machine that has jax[cuda], flax,
 # optax, orbax-checkpoint and torch, with the Omniglot zips under
@@ -50,7 +52,7 @@ pick() {  # name, then pick_conv arguments; echoes the fastest formulation
 stamp "conv formulations"
 suite_conv=$(pick suite)
 train_conv=$(pick train --experiment omniglot_5way1shot \
-               --overrides steps_per_call=10,pre_metrics=false)
+               --overrides outer.steps_per_call=10,run.pre_metrics=false)
 cat "$OUT_DIR"/pick_*.log
 stamp "suite conv: $suite_conv, training conv: $train_conv"
 
@@ -58,8 +60,10 @@ stamp "training, $TRAIN_SECONDS s each, side by side"
 for experiment in omniglot_5way1shot omniglot_5way5shot omniglot_20way1shot \
                   omniglot_20way5shot; do
   timeout $((TRAIN_SECONDS + 110)) $PY -m metajax "$experiment" \
-    --steps_per_call=10 --pre_metrics=false --conv="$train_conv" \
-    --max_train_seconds="$TRAIN_SECONDS" --run_dir="$OUT_DIR/runs/$experiment" \
+    --outer.steps_per_call=10 --run.pre_metrics=false \
+    --formulations.conv="$train_conv" \
+    --outer.max_train_seconds="$TRAIN_SECONDS" \
+    --run_dir="$OUT_DIR/runs/$experiment" \
     --no_progress > "$OUT_DIR/runs/$experiment.log" 2>&1 &
 done
 wait

@@ -1,7 +1,7 @@
 """Peak memory of one meta-step against the number of inner steps.
 
 Variants: full backprop MAML, MAML with each inner step rematerialised
-(`remat=True`) and iMAML (implicit gradients; skipped if its module is
+(`inner.remat=True`) and iMAML (implicit gradients; skipped if its module is
 missing). The compiled step's `memory_analysis()` gives temp + argument +
 output bytes on every backend; on an accelerator the step is also run and
 the device's `peak_bytes_in_use` read. That counter never resets and counts
@@ -13,7 +13,6 @@ JSON), and a reading is only an upper bound unless the step itself raised it
   python -m benchmarks.memory --family sine --variant maml --steps 1,10,100
 """
 import argparse
-import dataclasses
 import json
 import subprocess
 import sys
@@ -25,7 +24,8 @@ from metajax import algorithms
 
 STEPS = (1, 2, 5, 10, 20, 50, 100)
 QUICK_STEPS = (2,)
-VARIANTS = {"maml": {}, "maml-remat": {"remat": True},
+# Config overrides of each variant (`metajax.training.config.override`).
+VARIANTS = {"maml": {}, "maml-remat": {"inner.remat": True},
             "imaml": {"algorithm": "imaml"}}
 
 
@@ -36,10 +36,7 @@ def available_variants() -> list:
 
 
 def base_config(family: str, quick: bool):
-  if family == "sine":
-    return problems.sine_config(quick)
-  ways, model = problems.OMNIGLOT[family]
-  return problems.omniglot_config(ways, quick, model=model)
+  return problems.family_config(family, quick)
 
 
 def device_peak_bytes():
@@ -54,14 +51,15 @@ def measure(config, quick: bool, execute: bool) -> dict:
   run, _ = problems.build(config, quick)
   compiled = run.step_fn.lower(run.state).compile()
   analysis = compiled.memory_analysis()
-  row = {"inner_steps": config.inner_steps}
+  row = {"inner_steps": config.inner.steps}
   for field in ("temp", "argument", "output", "alias"):
     row[f"{field}_bytes"] = int(getattr(analysis, f"{field}_size_in_bytes", 0))
   row["total_bytes"] = (row["temp_bytes"] + row["argument_bytes"]
                         + row["output_bytes"])
   if execute:
     before = device_peak_bytes()
-    state, _ = run.step_fn(run.state)
+    step, carry = problems.stateful_step(run)
+    state, _ = step(carry)
     jax.block_until_ready(state)
     peak = device_peak_bytes()
     if peak is not None:
@@ -76,8 +74,8 @@ def measure(config, quick: bool, execute: bool) -> dict:
 def sweep(family: str, variant: str, steps=STEPS, quick: bool = False,
           execute: bool = False) -> list:
   """Memory rows of `variant` on `family` for each count in `steps`."""
-  config = dataclasses.replace(base_config(family, quick), **VARIANTS[variant])
-  return [measure(dataclasses.replace(config, inner_steps=s), quick, execute)
+  config = problems.changed(base_config(family, quick), VARIANTS[variant])
+  return [measure(problems.changed(config, inner__steps=s), quick, execute)
           for s in sorted(steps)]
 
 

@@ -2,7 +2,7 @@
 
 Second-order MAML on the sine problem (the MAML paper's model and inner
 loop), the meta-batch sharded over 1, 2, 4, 8 devices with
-`Config.num_devices` (1 = the plain single-device step; "1s" = the sharded
+`run.num_devices` (1 = the plain single-device step; "1s" = the sharded
 step on a one-device mesh, to see the cost of sharding alone). Each count
 runs in its own process, because on CPU the number of simulated devices
 (XLA_FLAGS=--xla_force_host_platform_device_count) is fixed at start-up.
@@ -60,12 +60,11 @@ def parse_args(argv=None):
 def measure(args) -> dict:
   """Runs in the child process: one device count, one row."""
   # pylint: disable=g-import-not-at-top
-  import dataclasses
+  import functools
   import jax
-  from metajax import algorithms
   from metajax.parallel import sharding
   from metajax.training import trainer as train
-  from metajax.training.config import Config
+  from metajax.training.config import Config, override
 
   num_devices = int(args.child.rstrip("s"))
   row = {"devices": args.child, "platform": jax.default_backend(),
@@ -76,19 +75,31 @@ def measure(args) -> dict:
          "steps_per_call": args.steps_per_call}
   if num_devices > jax.device_count():
     return {**row, "skipped": f"only {jax.device_count()} devices"}
-  config = dataclasses.replace(
-      Config(), task="sine", algorithm="maml", first_order=False,
-      meta_batch_size=args.meta_batch_size, num_devices=num_devices,
-      steps_per_call=args.steps_per_call, num_meta_steps=args.steps_per_call,
-      log_every=args.steps_per_call)
+  config = override(Config(), {
+      "task": "sine", "algorithm": "maml", "inner.first_order": False,
+      "outer.meta_batch_size": args.meta_batch_size,
+      "run.num_devices": num_devices,
+      "outer.steps_per_call": args.steps_per_call,
+      "outer.num_meta_steps": args.steps_per_call,
+      "run.log_every": args.steps_per_call})
   run = train.build_run(config)
   state, step_fn = run.state, run.step_fn
-  if args.child == "1s":  # What build_run does for num_devices != 1.
-    make_step, state = sharding.for_config(config, state)
+  if args.child == "1s":  # What build_run does for run.num_devices != 1.
+    mesh = sharding.make_task_mesh(1)
+    sharding.check_divisible(config.outer.meta_batch_size, mesh)
+    make_step = functools.partial(sharding.make_sharded_meta_step, mesh=mesh)
+    state = sharding.replicate_state(state, mesh)
     step_fn = make_step(
-        algorithms.get_algorithm("maml").make_meta_grad(config, run.problem),
+        run.algorithm.make_meta_grad(config, run.problem),
         run.outer_optimizer, task_sampler=run.problem.train_sampler,
-        steps_per_call=config.steps_per_call)
+        steps_per_call=config.outer.steps_per_call)
+  elif run.prefetch:  # Each call's tasks drawn by the call before.
+    prefetching = step_fn
+    state = (state, prefetching.first_tasks(state))
+
+    def step_fn(carry):
+      state, tasks, metrics = prefetching(*carry)
+      return (state, tasks), metrics
   start = time.perf_counter()
   state, _ = step_fn(state)
   jax.block_until_ready(state)

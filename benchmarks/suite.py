@@ -21,8 +21,6 @@ unrolled Omniglot step takes minutes there: count the FLOPs once on CPU
 `--flops-from`; rows then say where their count came from.
 """
 import argparse
-import contextlib
-import dataclasses
 import datetime
 import json
 import os
@@ -33,11 +31,8 @@ import time
 import jax
 
 from benchmarks import memory, problems, report, timing
-from metajax.training import host_memory
 from metajax import backend as xla_options
-from metajax.models.kernels import conv_ops
-from metajax.models.kernels import dense_ops
-from metajax.tasks.base import mlp_dense
+from metajax.training import host_memory
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -47,28 +42,33 @@ def benchmark_run(name: str, run, data: str, peak_gflops: float,
   """One row: timing, compile time and FLOPs of `run.step_fn`.
 
   `flops` (per call) may be passed in, e.g. a fused row's from its unfused
-  twin, to skip lowering a fully unrolled fused step.
+  twin, to skip lowering a fully unrolled fused step. A prefetching step
+  (`run.prefetch`) is timed as the trainer runs it, each call's tasks drawn
+  by the call before (`problems.stateful_step`).
   """
   config = run.config
-  step, state = run.step_fn, run.state
-  flops = flops or timing.flops_per_call(lambda: step.lower(state))
-  lower_s, compile_s, compiled = timing.time_compile(lambda: step.lower(state))
+  steps_per_call = config.outer.steps_per_call
+  lower = lambda: run.step_fn.lower(run.state)
+  flops = flops or timing.flops_per_call(lower)
+  lower_s, compile_s, compiled = timing.time_compile(lower)
+  step, carry = problems.stateful_step(run)
   summary, _ = timing.time_stateful(
-      step, state, warmup=2 if quick else 5, samples=5 if quick else 30,
+      step, carry, warmup=2 if quick else 5, samples=5 if quick else 30,
       target_seconds=0.002 if quick else 0.05,
       max_seconds=1.0 if quick else 20.0)
-  per_step = {k: (v / config.steps_per_call if k.endswith("_ms") else v)
+  per_step = {k: (v / steps_per_call if k.endswith("_ms") else v)
               for k, v in summary.items()}
-  flops_per_step = flops["flops"] / config.steps_per_call
+  flops_per_step = flops["flops"] / steps_per_call
   seconds = per_step["median_ms"] / 1e3
   gflops = flops_per_step / seconds / 1e9
   return {
-      "name": name, "framework": "metajax", "task": config.task,
-      "data": data, "algorithm": config.algorithm,
-      "inner_steps": config.inner_steps, "first_order": config.first_order,
-      "meta_batch_size": config.meta_batch_size,
-      "steps_per_call": config.steps_per_call, "ms_per_step": per_step,
-      "tasks_per_second": config.meta_batch_size / seconds,
+      "name": name, "framework": "metajax", "task": config.task.NAME,
+      "data": data, "algorithm": config.algorithm.NAME,
+      "inner_steps": config.inner.steps,
+      "first_order": config.inner.first_order,
+      "meta_batch_size": config.outer.meta_batch_size,
+      "steps_per_call": steps_per_call, "ms_per_step": per_step,
+      "tasks_per_second": config.outer.meta_batch_size / seconds,
       "lower_seconds": lower_s, "compile_seconds": compile_s,
       "flops_per_step": flops_per_step, "flops_method": flops["flops_method"],
       "xla_compiled_flops_per_call": timing.compiled_flops(compiled),
@@ -77,13 +77,31 @@ def benchmark_run(name: str, run, data: str, peak_gflops: float,
   }
 
 
+def products(run) -> dict:
+  """`{"conv", "dense"}`: the Conv4 convolution (Omniglot rows) and the MLP
+  product (sine rows) `run` was built with; None where there is none."""
+  config = run.config
+  return {"conv": (run.formulations.conv
+                   if config.model.NAME == "conv4" else None),
+          "dense": (run.formulations.dense
+                    if config.model.NAME == "mlp" else None)}
+
+
+def _unfused(case) -> tuple:
+  """The key of `case`'s unfused twin: `(config, tasks_given)`."""
+  return (problems.changed(case.config, outer__steps_per_call=1),
+          case.tasks_given)
+
+
 def benchmark_family(family: str, quick: bool, peak_gflops: float,
                      log=print, conv: str = "auto",
                      known_flops=None, on_row=None, only: str = "",
                      dense: str = "auto") -> tuple:
   """`(rows, skipped)` for the cases of `family`; `on_row(row)` after each.
 
-  `only` keeps some cases (`problems.select`).
+  `only` keeps some cases (`problems.select`). `conv`/`dense`: the
+  `formulations.conv`/`formulations.dense` of the rows ('auto': the
+  preset's choice).
 
   `known_flops` maps a row name to `{"flops", "flops_method"}` per meta-step
   (see `read_flops`); other rows count their own.
@@ -96,16 +114,13 @@ def benchmark_family(family: str, quick: bool, peak_gflops: float,
   for case in problems.select(problems.cases(family, quick, conv, dense),
                               only):
     run, data = problems.build(case.config, quick, case.tasks_given)
-    spc = case.config.steps_per_call
+    spc = case.config.outer.steps_per_call
     per_step = (known_flops or {}).get(case.name) or flops_by_config.get(
-        (dataclasses.replace(case.config, steps_per_call=1),
-         case.tasks_given))
+        _unfused(case))
     flops = per_step and dict(per_step, flops=per_step["flops"] * spc)
+    used = products(run)
     row = benchmark_run(case.name, run, data, peak_gflops, quick, flops)
-    row["conv"] = (conv_ops.resolve_name(case.config.conv)
-                   if case.config.task == "omniglot" else None)
-    row["dense"] = (mlp_dense(case.config)
-                    if case.config.model == "mlp" else None)
+    row.update(used)
     row["tasks_given"] = case.tasks_given
     if spc == 1:
       flops_by_config[case.config, case.tasks_given] = {
@@ -118,44 +133,33 @@ def benchmark_family(family: str, quick: bool, peak_gflops: float,
 
 
 def count_flops(families, quick: bool = False, conv: str = "auto",
-                log=print, dense: str = "auto") -> dict:
-  """`{"device", "rows": [{"name", "flops_per_step", "flops_method"}]}`.
+                log=print, dense: str = "auto",
+                backend_name: str = "") -> dict:
+  """`{"device", "rows": [{"name", "flops_per_step", "flops_method",
+  "conv", "dense"}]}`.
 
   Lowers each row's unfused step with its loops unrolled (no compiling, no
   timing); fused rows get their unfused twin's count per meta-step.
+  `backend_name` (e.g. "gpu"; '' for this one): count the program that
+  backend runs, built with its formulations (`problems.build`), lowered
+  here; the rows' `conv`/`dense` say which.
   """
   rows, by_config = [], {}
   for family in families:
     for case in problems.cases(family, quick, conv, dense):
-      key = (dataclasses.replace(case.config, steps_per_call=1),
-             case.tasks_given)
+      key = _unfused(case)
       if key not in by_config:
-        run, _ = problems.build(key[0], quick, case.tasks_given)
-        by_config[key] = timing.flops_per_call(
-            lambda: run.step_fn.lower(run.state))  # pylint: disable=cell-var-from-loop
-      flops = by_config[key]
+        run, _ = problems.build(key[0], quick, case.tasks_given,
+                                backend_name=backend_name or None)
+        by_config[key] = (timing.flops_per_call(
+            lambda: run.step_fn.lower(run.state)), products(run))  # pylint: disable=cell-var-from-loop
+      flops, used = by_config[key]
       rows.append({"name": case.name, "framework": "metajax",
                    "flops_per_step": flops["flops"],
-                   "flops_method": flops["flops_method"]})
+                   "flops_method": flops["flops_method"], **used})
       log(f"{case.name}: {flops['flops'] / 1e6:.2f} MFLOP per meta-step")
   return {"device": timing.device_info(), "conv": conv, "dense": dense,
           "rows": rows}
-
-
-@contextlib.contextmanager
-def backend_choices_for(backend: str):
-  """Traces as if on `backend` ('' for this one): metajax's backend-dependent
-  choices (conv, dense, fold_norm, pooling, first inner step, task
-  prefetch) all ask `jax.default_backend()` while tracing."""
-  if not backend:
-    yield
-    return
-  real = jax.default_backend
-  jax.default_backend = lambda: backend
-  try:
-    yield
-  finally:
-    jax.default_backend = real
 
 
 def read_flops(path: str) -> dict:
@@ -288,19 +292,21 @@ def main(argv=None):
   parser.add_argument("--memory-steps", default="",
                       help="inner-step counts of the memory sweep, e.g. 1,5,25")
   parser.add_argument("--conv", default="auto",
-                      choices=("auto", "fast", "im2col", "reference"),
-                      help="Conv4 formulation of the Omniglot rows (auto: "
-                           "fast on CPU, im2col elsewhere)")
+                      choices=("auto",) + xla_options.CONVS,
+                      help="formulations.conv of the Omniglot rows (auto: "
+                           "the preset's, fast on CPU, im2col elsewhere)")
   parser.add_argument("--dense", default="auto",
-                      choices=dense_ops.NAMES,
-                      help="the sine MLP's layer product (auto: fast on CPU, "
-                           "plain elsewhere; metajax/models/dense_ops.py)")
+                      choices=("auto",) + xla_options.DENSES,
+                      help="formulations.dense of the sine rows, the MLP's "
+                           "layer product (auto: the preset's, fast on CPU, "
+                           "plain elsewhere; metajax/backend.py)")
   parser.add_argument("--flops-only", action="store_true",
                       help="only count FLOPs; writes flops.json into --out")
   parser.add_argument("--flops-for", default="",
                       help="with --flops-only: count the program that this "
-                           "backend (e.g. gpu) compiles, where metajax picks "
-                           "formulations by backend; lowered here")
+                           "backend (e.g. gpu) runs, built with its "
+                           "formulations (metajax.backend.for_backend); "
+                           "lowered here")
   parser.add_argument("--flops-from", default="",
                       help="a results or flops JSON whose metajax rows give "
                            "the FLOPs of rows of the same name")
@@ -318,8 +324,8 @@ def main(argv=None):
   if args.flops_for and not args.flops_only:
     parser.error("--flops-for needs --flops-only")
   if args.flops_only:
-    with backend_choices_for(args.flops_for):
-      counts = count_flops(families, args.quick, args.conv, dense=args.dense)
+    counts = count_flops(families, args.quick, args.conv, dense=args.dense,
+                         backend_name=args.flops_for)
     counts["backend_choices_for"] = args.flops_for or counts["device"][
         "platform"]
     os.makedirs(out, exist_ok=True)

@@ -43,6 +43,8 @@ def time_stateful(step: Callable, state, *, warmup: int = 3, samples: int = 20,
                   target_seconds: float = 0.02, max_seconds: float = 60.0):
   """Times `state, _ = step(state)` (state donated), after `warmup` calls.
 
+  `state` is whatever one call hands the next: the meta-state, or for a
+  prefetching step `(state, tasks)` (`problems.stateful_step`).
   Slow steps take fewer samples (at least 3) to stay near `max_seconds`.
 
   Returns:

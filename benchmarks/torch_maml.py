@@ -18,11 +18,9 @@ benchmarks.torch_maml --problems sine`, JSON on the last line): in the JAX
 process, XLA's CPU worker threads compete with torch's and slow it 5-20x.
 """
 import argparse
-import dataclasses
 import json
 import time
 
-import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
@@ -61,13 +59,15 @@ def conv4_model(ways, strided=False):
 
 def sample_sine(config, generator):
   """`(xs, ys, xq, yq)` with a leading task axis, MAML's sine family."""
-  t, k, q = config.meta_batch_size, config.num_support, config.num_query
+  task = config.task
+  t = config.outer.meta_batch_size
+  k, q = task.support_points, task.query_points
   device = generator.device
-  amp = torch.empty(t, 1, 1, device=device).uniform_(0.1, 5.0,
+  amp = torch.empty(t, 1, 1, device=device).uniform_(*task.amplitude_range,
                                                      generator=generator)
-  phase = torch.empty(t, 1, 1, device=device).uniform_(0.0, np.pi,
+  phase = torch.empty(t, 1, 1, device=device).uniform_(*task.phase_range,
                                                        generator=generator)
-  x = torch.empty(t, k + q, 1, device=device).uniform_(-5.0, 5.0,
+  x = torch.empty(t, k + q, 1, device=device).uniform_(*task.x_range,
                                                        generator=generator)
   y = amp * torch.sin(x - phase)
   return x[:, :k], y[:, :k], x[:, k:], y[:, k:]
@@ -75,8 +75,8 @@ def sample_sine(config, generator):
 
 def sample_images(config, generator):
   """Random binary images and class-major labels, Omniglot's shapes."""
-  t, n = config.meta_batch_size, config.num_ways
-  k, q = config.num_support, config.num_query
+  t, n = config.outer.meta_batch_size, config.task.ways
+  k, q = config.task.shots, config.task.queries
   device = generator.device
   xs = (torch.rand(t, n * k, 1, 28, 28, generator=generator,
                    device=device) < 0.2).float()
@@ -91,30 +91,32 @@ class TorchMaml:
   """One MAML meta-step in either formulation."""
 
   def __init__(self, config, formulation, device="cpu"):
-    torch.manual_seed(config.seed)
+    torch.manual_seed(config.run.seed)
     self.config, self.formulation = config, formulation
-    if config.task == "sine":
-      self.model = sine_model(config.hidden_sizes)
+    if config.task.NAME == "sine":
+      self.model = sine_model(config.model.hidden_sizes)
       self.loss = nn.functional.mse_loss
       self.sample = sample_sine
     else:
-      self.model = conv4_model(config.num_ways,
-                               strided=config.model == "conv4_strided")
+      self.model = conv4_model(config.task.ways,
+                               strided=config.model.strided)
       self.loss = nn.functional.cross_entropy
       self.sample = sample_images
     self.model.to(device)
     self.params = {n: p for n, p in self.model.named_parameters()}
     self.optimizer = torch.optim.Adam(self.model.parameters(),
-                                      lr=config.outer_lr)
-    self.generator = torch.Generator(device=device).manual_seed(config.seed)
+                                      lr=config.outer.lr)
+    self.generator = torch.Generator(device=device).manual_seed(
+        config.run.seed)
 
   def adapt(self, params, x, y):
     """`inner_steps` SGD steps on one task's support set."""
-    for _ in range(self.config.inner_steps):
+    inner = self.config.inner
+    for _ in range(inner.steps):
       loss = self.loss(functional_call(self.model, params, (x,)), y)
       grads = torch.autograd.grad(loss, list(params.values()),
-                                  create_graph=not self.config.first_order)
-      params = {n: p - self.config.inner_lr * g
+                                  create_graph=not inner.first_order)
+      params = {n: p - inner.lr * g
                 for (n, p), g in zip(params.items(), grads)}
     return params
 
@@ -123,20 +125,20 @@ class TorchMaml:
     for xs, ys, xq, yq in zip(*tasks):
       fast = self.adapt(self.params, xs, ys)
       total = total + self.loss(functional_call(self.model, fast, (xq,)), yq)
-    return total / self.config.meta_batch_size
+    return total / self.config.outer.meta_batch_size
 
   def func_loss(self, tasks):
-    config = self.config
+    inner = self.config.inner
 
     def support_loss(params, x, y):
       return self.loss(functional_call(self.model, params, (x,)), y)
 
     def task_loss(params, xs, ys, xq, yq):
-      for _ in range(config.inner_steps):
+      for _ in range(inner.steps):
         grads = grad(support_loss)(params, xs, ys)
-        if config.first_order:
+        if inner.first_order:
           grads = {n: g.detach() for n, g in grads.items()}
-        params = {n: p - config.inner_lr * grads[n] for n, p in params.items()}
+        params = {n: p - inner.lr * grads[n] for n, p in params.items()}
       return support_loss(params, xq, yq)
 
     return vmap(task_loss, in_dims=(None, 0, 0, 0, 0))(self.params,
@@ -194,7 +196,7 @@ def benchmark(families, quick=False, log=print, on_row=None, device=None,
         continue
       # Fused calls are a compiled-step notion: time the plain step once.
       name = case.name.split(" fused")[0]
-      config = dataclasses.replace(case.config, steps_per_call=1)
+      config = problems.changed(case.config, outer__steps_per_call=1)
       if name in seen:
         continue
       seen.add(name)
@@ -207,15 +209,15 @@ def benchmark(families, quick=False, log=print, on_row=None, device=None,
           skipped.append(f"{formulation} {case.name}: {e}".splitlines()[0])
           continue
         row = {"name": name, "framework": formulation,
-               "task": config.task,
-               "data": "random images" if config.task == "omniglot"
-                       else f"synthetic {config.task} tasks",
-               "algorithm": config.algorithm,
-               "inner_steps": config.inner_steps,
-               "first_order": config.first_order,
-               "meta_batch_size": config.meta_batch_size,
+               "task": config.task.NAME,
+               "data": "random images" if config.task.NAME == "omniglot"
+                       else f"synthetic {config.task.NAME} tasks",
+               "algorithm": config.algorithm.NAME,
+               "inner_steps": config.inner.steps,
+               "first_order": config.inner.first_order,
+               "meta_batch_size": config.outer.meta_batch_size,
                "steps_per_call": 1, "ms_per_step": summary,
-               "tasks_per_second": config.meta_batch_size
+               "tasks_per_second": config.outer.meta_batch_size
                                    / (summary["median_ms"] / 1e3),
                "torch": torch.__version__, "device": device,
                "torch_threads": torch.get_num_threads()}

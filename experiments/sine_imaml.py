@@ -1,7 +1,7 @@
 """iMAML on sine tasks: 5 proximal SGD steps at 0.01, lambda = 1 / 0.01.
 
-With lambda = 1 / inner_lr the inner SGD steps are the fixed-point
-iteration phi <- theta - inner_lr * grad L(phi) of the proximal problem, so
+With lambda = 1 / inner.lr the inner SGD steps are the fixed-point
+iteration phi <- theta - inner.lr * grad L(phi) of the proximal problem, so
 its first step is MAML's; implicit gradients by 5 CG steps. Evaluated with
 the same proximal SGD steps.
 
@@ -9,7 +9,7 @@ the same proximal SGD steps.
   python -m metajax sine_imaml --run_dir=runs/sine_imaml --eval_only
 
 Unstable on this regression: nothing differentiates through the inner loop,
-so the outer loop lets the support loss's curvature grow past 2 / inner_lr
+so the outer loop lets the support loss's curvature grow past 2 / inner.lr
 (and its negative curvature past -lambda, making I + H / lambda indefinite);
 the inner SGD then diverges on some tasks and training stops at the first
 non-finite step (about meta-step 3.5k), keeping the last good parameters

@@ -9,8 +9,8 @@ tasks per meta-step. Evaluated like MAML (SGD at 0.01 on K points).
 Measured (600 tasks, 95% CI): K=5 MSE 1.09 +- 0.10 after 1 step, 0.55 +-
 0.16 after 10.
 
-Serial variant (one task after another): add --reptile_serial=true
---outer_lr=0.1 (epsilon per task).
+Serial variant (one task after another): add --algorithm.serial=true
+--outer.lr=0.1 (epsilon per task).
 """
 from metajax.training.config import override
 

@@ -186,8 +186,13 @@ def describe(section: Section, path: str) -> list:
   for f in dataclasses.fields(section):
     kind = field_types(type(section))[f.name]
     choices = f.metadata.get("choices")
-    kind_text = ("|".join(str(c) for c in choices) if choices
-                 else getattr(kind, "__name__", str(kind)))
+    if choices:
+      kind_text = "|".join(str(c) for c in choices)
+    elif typing.get_origin(kind) is tuple:
+      kind_text = ("ints" if typing.get_args(kind)[0] is int
+                   else "numbers") + ", comma-separated"
+    else:
+      kind_text = kind.__name__
     value = getattr(section, f.name)
     shown = ",".join(str(v) for v in value) if isinstance(value, tuple) else value
     lines.append(f"  --{path}.{f.name}={shown}  ({kind_text}) "

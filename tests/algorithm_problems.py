@@ -4,11 +4,12 @@ import jax.numpy as jnp
 
 import metajax as mj
 from experiments import sine
+from metajax import algorithms
 from metajax.models import MLP
 from metajax.backend import PORTABLE
 from metajax.core.types import TaskBatch
 from metajax.tasks.base import Problem
-from metajax.training.config import override
+from metajax.training.config import override, validate
 
 
 def tiny_sine_config(changes=None, **short):
@@ -90,3 +91,36 @@ def cluster_problem(config, ways=3, signal_dims=2, noise_dims=6):
       **mj.classification_fns(model.apply), train_sampler=sampler,
       evaluate=no_evaluation, eval_tasks=eval_tasks,
       formulations=PORTABLE, num_classes=ways)
+
+
+def take_steps(run, calls, state=None):
+  """`calls` calls of `run.step_fn` from `state` (default `run.state`).
+
+  Under `run.prefetch` the step is a `PrefetchingStep`: the first call's
+  tasks come from `first_tasks` and each call's next tasks are carried to
+  the next call. Returns `(state, [metrics of each call])`.
+  """
+  state = run.state if state is None else state
+  history = []
+  tasks = run.step_fn.first_tasks(state) if run.prefetch else None
+  for _ in range(calls):
+    if run.prefetch:
+      state, tasks, metrics = run.step_fn(state, tasks)
+    else:
+      state, metrics = run.step_fn(state)
+    history.append(metrics)
+  return state, history
+
+
+def build_problem_with(make_problem):
+  """A stand-in for `trainer.build_problem` that builds `make_problem(config)`
+  instead of the config's task, validating the config and running the
+  algorithm's check as `build_problem` does (monkeypatch it in)."""
+  def build_problem(config, backend_name=None):
+    del backend_name
+    validate(config)
+    algorithm = algorithms.get(config.algorithm.NAME)
+    problem = make_problem(config)
+    algorithm.check(config, problem)
+    return algorithm, problem.formulations, problem
+  return build_problem

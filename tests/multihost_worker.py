@@ -90,10 +90,10 @@ def sharded(problem: Problem, mesh, sampled: bool, feed=None, record=None):
   """The same steps, sharded over `mesh`; `record` collects task shardings."""
   meta_grad_fn = problem.meta_grad_fn
   if record is not None:
-    def meta_grad_fn(params, tasks, key):
+    def meta_grad_fn(params, tasks, key, step):
       record.append("traced")  # Python side effect: once per trace.
       jax.debug.inspect_array_sharding(tasks.support[0], callback=record.append)
-      return problem.meta_grad_fn(params, tasks, key)
+      return problem.meta_grad_fn(params, tasks, key, step)
   step = sharding.make_sharded_meta_step(
       meta_grad_fn, problem.optimizer, mesh,
       task_sampler=problem.sampler if sampled else None)
@@ -149,21 +149,36 @@ def devices_mode() -> dict:
   return out
 
 
+def run_trainer_steps(run):
+  """`run_steps` for a trainer `Run`, whose step may carry prefetched tasks."""
+  if not run.prefetch:
+    return run_steps(run.step_fn, run.state)
+  state, tasks, losses = run.state, run.step_fn.first_tasks(run.state), []
+  for _ in range(NUM_STEPS):
+    state, tasks, metrics = run.step_fn(state, tasks)
+    losses.append(float(metrics["meta_loss"]))
+  return [np.asarray(x).tolist() for x in jax.tree.leaves(state.params)], losses
+
+
 def trainer_mode() -> dict:
-  """`build_run` with `num_devices` 4 (sharded) and 1 (plain), and errors."""
+  """`build_run` with `run.num_devices` 4 (sharded) and 1 (plain), and
+  errors."""
   from metajax.training import trainer as train
-  from metajax.training.config import Config, ConfigError
-  config = Config(task="sine", hidden_sizes=(8,), meta_batch_size=META_BATCH,
-                  num_support=5, num_query=5, num_meta_steps=NUM_STEPS,
-                  log_every=1)
+  from metajax.training.config import Config, ConfigError, override
+  config = override(Config(), {
+      "task": "sine", "model.hidden_sizes": (8,),
+      "outer.meta_batch_size": META_BATCH, "task.support_points": 5,
+      "task.query_points": 5, "outer.num_meta_steps": NUM_STEPS,
+      "outer.steps_per_call": 1, "run.log_every": 1})
   out = {}
   for num_devices in (1, 4):
-    run = train.build_run(dataclasses.replace(config, num_devices=num_devices))
-    out[f"trainer_{num_devices}"] = run_steps(run.step_fn, run.state)
-  for name, changes in (("odd", dict(num_devices=4, meta_batch_size=6)),
-                        ("too_many", dict(num_devices=5))):
+    run = train.build_run(override(config, {"run.num_devices": num_devices}))
+    out[f"trainer_{num_devices}"] = run_trainer_steps(run)
+  for name, changes in (("odd", {"run.num_devices": 4,
+                                 "outer.meta_batch_size": 6}),
+                        ("too_many", {"run.num_devices": 5})):
     try:
-      train.build_run(dataclasses.replace(config, **changes))
+      train.build_run(override(config, changes))
       out[f"trainer_{name}_error"] = ""
     except ConfigError as error:
       out[f"trainer_{name}_error"] = str(error)

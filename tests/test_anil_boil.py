@@ -2,32 +2,32 @@
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import metajax as mj
 from algorithm_problems import tiny_sine_config
-from metajax.tasks import base as problems
 from metajax.training import trainer as train
 from metajax.algorithms import _partition, anil, boil
-from metajax.training.config import ConfigError
+from metajax.training.config import ConfigError, override
 
 
 def _setup(algorithm, **changes):
-  settings = dict(algorithm=algorithm, inner_steps=2, inner_lr=0.1,
-                  hidden_sizes=(8, 8), activation="tanh")
-  config = tiny_sine_config(**{**settings, **changes})
-  problem = problems.build_problem(config)
+  settings = {"algorithm": algorithm, "inner.steps": 2, "inner.lr": 0.1,
+              "model.hidden_sizes": (8, 8), "model.activation": "tanh"}
+  config = tiny_sine_config({**settings, **changes})
+  _, _, problem = train.build_problem(config)
   params = problem.init_params(jax.random.key(0))
   tasks = problem.train_sampler(jax.random.key(1))
   return config, problem, params, tasks
 
 
 def test_default_head_is_the_last_dense_layer():
-  config, problem, _, _ = _setup("anil", hidden_sizes=(2,) * 11)
+  config, problem, _, _ = _setup("anil", **{"model.hidden_sizes": (2,) * 11})
   # Dense_11, not Dense_9: found by application order, not by sorted name.
   assert _partition.find_head(config, problem) == "Dense_11"
-  named = dataclasses.replace(config, head_name="Dense_3")
+  named = override(config, {"algorithm.head": "Dense_3"})
   assert _partition.find_head(named, problem) == "Dense_3"
 
 
@@ -51,7 +51,7 @@ def test_meta_gradient_matches_masked_maml_and_reaches_frozen_part(
   config, problem, params, tasks = _setup(algorithm)
   params = jax.tree.map(lambda p: p.astype(np.float64), params)
   grads, _ = jax.jit(module.make_meta_grad(config, problem))(
-      params, tasks, jax.random.key(0))
+      params, tasks, jax.random.key(0), jnp.zeros((), jnp.int32))
   # Reference: MAML on the whole tree, frozen leaves' updates zeroed.
   _, masked = module.eval_adaptation(config, problem, params)
   reference = jax.jit(jax.grad(lambda p: mj.meta_objective(
@@ -63,16 +63,20 @@ def test_meta_gradient_matches_masked_maml_and_reaches_frozen_part(
 
 
 def test_partitions_that_adapt_nothing_or_everything_raise():
-  with pytest.raises(ConfigError, match="head_name"):  # head = whole model
-    train.build_run(tiny_sine_config(algorithm="anil", hidden_sizes=()))
-  with pytest.raises(ConfigError, match="hidden_sizes"):  # no body
-    train.check_config(tiny_sine_config(algorithm="boil", hidden_sizes=()))
-  with pytest.raises(ConfigError, match="'head_name'.*Dense_7"):
-    train.build_run(tiny_sine_config(algorithm="anil", head_name="Dense_7"))
+  with pytest.raises(ConfigError, match=r"'algorithm\.head'"):  # head = all
+    train.build_run(tiny_sine_config(algorithm="anil", model__hidden_sizes=()))
+  with pytest.raises(ConfigError, match=r"'algorithm\.head'.*Dense_7"):
+    train.build_run(tiny_sine_config(algorithm="anil",
+                                     algorithm__head="Dense_7"))
   config, problem, _, _ = _setup("anil")
   with pytest.raises(ConfigError, match="adapts 0 of 6"):
     _partition.check_partition(config, problem, lambda path, leaf: False,
                                "custom")
+  # An MLP with no hidden layers has no body for BOIL to adapt: the error
+  # names the field to change, before anything compiles.
+  with pytest.raises(ConfigError, match=r"'model\.hidden_sizes'"):
+    train.build_problem(tiny_sine_config(algorithm="boil",
+                                         model__hidden_sizes=()))
 
 
 def test_split_and_merge_round_trip():

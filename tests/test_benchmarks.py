@@ -7,7 +7,7 @@ import jax
 import pytest
 
 from benchmarks import memory, pick_conv, problems, report, suite, timing
-from metajax.models.kernels import dense_ops
+from metajax import backend as formulations
 
 
 def _positive_finite(value):
@@ -38,7 +38,8 @@ def test_rows_are_well_formed(results):
                 "fraction_of_matmul_peak"):
       assert _positive_finite(row[key]), key
     assert row["flops_method"] == "xla-unrolled-hlo"
-    assert row["dense"] == dense_ops.resolve_name("auto")
+    assert row["dense"] == formulations.for_backend().dense
+    assert row["conv"] is None
 
 
 def test_tasks_given_row_times_the_step_without_its_sampler(results):
@@ -50,9 +51,24 @@ def test_tasks_given_row_times_the_step_without_its_sampler(results):
   assert 0 < given["flops_per_step"] < fused["flops_per_step"]
   assert "drawn before timing" in given["data"]
   fused_run, _ = problems.build(problems.sine_config(
-      True, steps_per_call=2), quick=True)
-  with pytest.raises(ValueError, match="steps_per_call"):
+      True, outer__steps_per_call=2), quick=True)
+  with pytest.raises(ValueError, match="outer.steps_per_call"):
     problems.with_tasks_given(fused_run)
+  given_run, _ = problems.build(problems.sine_config(True), tasks_given=True)
+  assert not given_run.prefetch
+
+
+def test_a_prefetching_step_is_timed_with_its_tasks_carried():
+  run, _ = problems.build(problems.sine_config(True), quick=True)
+  # The CPU preset prefetches an unfused step's tasks; elsewhere it does not.
+  assert run.prefetch == formulations.for_backend().prefetch_tasks
+  step, carry = problems.stateful_step(run)
+  summary, carry = timing.time_stateful(step, carry, warmup=2, samples=3,
+                                        target_seconds=0.001, max_seconds=1.0)
+  state = carry[0] if run.prefetch else carry
+  # The compiling call, calibration and 3 samples each advanced the state.
+  assert int(state.step) >= 2 + 3 * summary["calls_per_sample"]
+  assert run.step_fn.cache_size() == 1  # Compiled once, tasks carried.
 
 
 def test_dense_option_reaches_the_sine_rows(results):
@@ -65,7 +81,7 @@ def test_dense_option_reaches_the_sine_rows(results):
 def test_flops_count_every_inner_step():
   counts = {}
   for steps in (1, 3):
-    run, _ = problems.build(problems.sine_config(True, inner_steps=steps))
+    run, _ = problems.build(problems.sine_config(True, inner__steps=steps))
     lower = lambda: run.step_fn.lower(run.state)  # pylint: disable=cell-var-from-loop
     lower()  # A cached trace must not hide the unrolled one.
     counts[steps] = timing.flops_per_call(lower)["flops"]
@@ -130,8 +146,9 @@ def test_flops_counted_once_are_reused_by_a_later_run(tmp_path):
 
 
 def test_flops_for_another_backend_count_that_backends_program(tmp_path):
-  # Conv4 folds its first block's norm on CPU only, so the GPU's program
-  # differs; counting it here must not leave the backend switched.
+  # The GPU's formulations (im2col conv, no folded norm, pairwise pooling)
+  # differ from CPU's, so its program and FLOPs differ; counting it here
+  # must not switch this process's backend.
   backend = jax.default_backend()
   here, gpu = [suite.main(["--quick", "--problems", "omniglot5",
                            "--flops-only", "--out", str(tmp_path / name)]
@@ -140,8 +157,11 @@ def test_flops_for_another_backend_count_that_backends_program(tmp_path):
   assert jax.default_backend() == backend
   assert gpu["backend_choices_for"] == "gpu"
   assert here["backend_choices_for"] == backend
-  assert (here["rows"][0]["flops_per_step"]
-          != gpu["rows"][0]["flops_per_step"])
+  assert gpu["rows"][0]["conv"] == formulations.for_backend("gpu").conv
+  assert here["rows"][0]["conv"] == formulations.for_backend().conv
+  if backend == "cpu":
+    assert (here["rows"][0]["flops_per_step"]
+            != gpu["rows"][0]["flops_per_step"])
   with pytest.raises(SystemExit):
     suite.main(["--quick", "--flops-for", "gpu"])  # needs --flops-only
   with pytest.raises(SystemExit):
@@ -191,6 +211,27 @@ def test_strided_omniglot_family_times_the_strided_conv4():
   (row,) = rows
   assert skipped == [] and "strided" in row["name"] and row["conv"] == "im2col"
   (case,) = problems.cases("omniglot5s", quick=True)
-  assert case.config.model == "conv4_strided"
+  assert case.config.model.NAME == "conv4" and case.config.model.strided
   assert _positive_finite(row["ms_per_step"]["median_ms"])
   assert _positive_finite(row["flops_per_step"])
+
+
+def test_random_omniglot_problem_times_steps_but_does_not_evaluate():
+  config = problems.omniglot_config(5, quick=True)
+  problem = problems.random_omniglot_problem(config, 8)
+  assert problem.kind == "classification" and problem.num_classes == 2
+  for evaluate in (lambda: problem.evaluate(None, None),
+                   lambda: problem.eval_tasks("test")):
+    with pytest.raises(NotImplementedError, match="benchmark Problem"):
+      evaluate()
+
+
+def test_conv_and_dense_options_become_formulations_overrides():
+  (auto,) = problems.cases("omniglot5", quick=True)
+  (im2col,) = problems.cases("omniglot5", quick=True, conv="im2col")
+  assert auto.config.formulations.conv == ""  # the preset's choice
+  assert im2col.config.formulations.conv == "im2col"
+  plain = problems.cases("sine", quick=True, dense="plain")
+  assert {c.config.formulations.dense for c in plain} == {"plain"}
+  variant = memory.VARIANTS["maml-remat"]
+  assert problems.changed(problems.sine_config(True), variant).inner.remat

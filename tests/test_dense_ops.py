@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 
 import metajax as mj
-from metajax.tasks import base as problems
-from metajax.algorithms import imaml
-from metajax.training.config import CHOICES, Config, ConfigError, validate
+from metajax import backend
 from metajax.models import MLP
 from metajax.models.kernels import dense_ops
 
@@ -112,25 +110,46 @@ def test_fast_second_order_products_contract_the_lhs_last_axis(dense):
     assert slow
 
 
-def test_fast_has_no_forward_mode_and_auto_avoids_it():
+def _mlp_jvp(dense):
+  """A forward-mode derivative of an MLP with product `dense` (as iMAML's
+  Hessian-vector products take)."""
+  model = MLP(hidden_sizes=(4,), activation="tanh", dense=dense)
+  x = jnp.ones((3, 2))
+  params = model.init(jax.random.key(0), x)
+  return jax.jvp(lambda p: model.apply(p, x), (params,), (params,))[1]
+
+
+def test_fast_has_no_forward_mode_and_forward_mode_avoids_it():
   x, w = jnp.ones((3, 2)), jnp.ones((2, 4))
   with pytest.raises(TypeError):
     jax.jvp(lambda w: dense_ops.matmul(x, w), (w,), (w,))
-  assert dense_ops.resolve_name("auto", forward_mode=True) == "plain"
+  with pytest.raises(TypeError):
+    _mlp_jvp("fast")
+  for name in ("cpu", "gpu", "tpu", None):
+    dense = backend.for_backend(name, forward_mode=True).dense
+    assert dense == "plain"
+    assert _mlp_jvp(dense).shape == (3, 1)  # forward mode works
+  assert backend.for_backend("cpu").dense == "fast"
+  assert backend.for_backend("gpu").dense == "plain"
   cpu = jax.default_backend() == "cpu"
-  assert dense_ops.resolve_name("auto") == ("fast" if cpu else "plain")
-  assert problems.mlp_dense(Config(algorithm="imaml")) == "plain"
-  assert problems.mlp_dense(Config(algorithm="maml", dense="plain")) == "plain"
-  with pytest.raises(ConfigError, match="'dense'"):
-    imaml.check(Config(algorithm="imaml", dense="fast"))
+  assert backend.for_backend().dense == ("fast" if cpu else "plain")
+  # An explicit product is the one used, whatever the backend; the
+  # portable one is the default.
+  assert dense_ops.get_dot_general("plain") is jax.lax.dot_general
+  assert dense_ops.get_dot_general("fast") is dense_ops.fast_dot_general
+  assert dense_ops.get_dot_general(dense_ops.matmul) is dense_ops.matmul
+  assert MLP().dense == "plain" == backend.PORTABLE.dense
 
 
 def test_bad_dense_names_and_products_are_errors():
-  assert set(CHOICES["dense"]) == set(dense_ops.NAMES)  # the config offers all
-  with pytest.raises(ValueError, match="unknown dense product 'fastest'"):
-    dense_ops.resolve_name("fastest")
+  assert set(backend.DENSES) == set(dense_ops.NAMES)  # the choices offer all
+  for bad in ("fastest", "auto"):
+    with pytest.raises(ValueError, match=f"unknown dense product '{bad}'"):
+      dense_ops.get_dot_general(bad)
+  with pytest.raises(ValueError, match="MLP field 'dense'.*'fast', 'plain'"):
+    MLP(dense="auto").init(jax.random.key(0), jnp.ones((1, 2)))
   with pytest.raises(ValueError, match="Dense's product"):
     dense_ops.fast_dot_general(jnp.ones((2, 3)), jnp.ones((2, 4)),
                                (((0,), (0,)), ((), ())))
-  with pytest.raises(ConfigError, match="'dense'"):
-    validate(Config(dense="fastest"))
+  with pytest.raises(ValueError, match="'dense'.*'fast', 'plain'"):
+    backend.Formulations(dense="fastest")

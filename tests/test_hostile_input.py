@@ -1,7 +1,5 @@
 """Property tests: hostile configs, overrides and task shapes get a clear
 error or a correct result, never a crash deep inside JAX."""
-import dataclasses
-
 import hypothesis
 import hypothesis.strategies as st
 import jax
@@ -12,8 +10,16 @@ import pytest
 import metajax as mj
 from experiments import sine
 from metajax.training import cli as main
-from metajax.training.config import ConfigError, field_types, override, validate
+from metajax.training.config import (
+    SECTIONS, V1_FIELDS, ConfigError, field_types, override, validate)
 from metajax.models import MLP
+
+_CONFIG = sine.get_config()
+# Every overridable name of the sine config: each section's dotted fields,
+# and the sections chosen by name (task, model, algorithm).
+FIELDS = sorted([f"{section}.{name}" for section in SECTIONS
+                 for name in field_types(type(getattr(_CONFIG, section)))]
+                + ["task", "model", "algorithm"])
 
 SETTINGS = hypothesis.settings(max_examples=60, deadline=None,
                                suppress_health_check=[hypothesis.HealthCheck.too_slow])
@@ -26,7 +32,7 @@ texts = st.one_of(
 
 
 @SETTINGS
-@hypothesis.given(name=st.sampled_from(sorted(field_types())), text=texts)
+@hypothesis.given(name=st.sampled_from(FIELDS), text=texts)
 def test_any_override_is_a_valid_config_or_a_config_error(name, text):
   try:
     config = override(sine.get_config(), {name: text})
@@ -37,17 +43,24 @@ def test_any_override_is_a_valid_config_or_a_config_error(name, text):
 
 
 @SETTINGS
-@hypothesis.given(name=st.text(min_size=1, max_size=15).filter(
-    lambda n: n not in field_types()))
+@hypothesis.given(name=st.one_of(
+    st.text(min_size=1, max_size=15),
+    st.sampled_from(FIELDS).map(lambda n: n + "x"),
+    st.sampled_from(sorted(V1_FIELDS))).filter(
+        lambda n: n not in FIELDS and n not in SECTIONS))
 def test_unknown_fields_are_rejected_by_name(name):
-  with pytest.raises(ConfigError, match="unknown config field"):
+  with pytest.raises(ConfigError, match="unknown config field") as error:
     override(sine.get_config(), {name: "1"})
+  if name in V1_FIELDS:  # a schema-1 flat name says where it went
+    assert f"it is now {V1_FIELDS[name]!r}" in str(error.value)
 
 
 @SETTINGS
 @hypothesis.given(argv=st.lists(st.one_of(
-    st.sampled_from(["sine", "--inner_lr", "--inner_steps=0", "--help=1",
-                     "--=", "--", "-x", "seed_linear", "--eval_shots=,"]),
+    st.sampled_from(["sine", "--inner.lr", "--inner.steps=0", "--help=1",
+                     "--=", "--", "-x", "seed_linear", "--task.eval_shots=,",
+                     "--inner_steps=2", "--algorithm=imaml", "--task=omniglot",
+                     "--algorithm.lam=0", "--inner", "--run_dir"]),
     st.text(max_size=8)), max_size=4))
 def test_cli_never_crashes_on_bad_arguments(argv):
   # Anything that would start training is replaced by a validation-only run.

@@ -6,10 +6,11 @@ import numpy as np
 
 import metajax as mj
 from algorithm_problems import tanh_params_and_tasks, tiny_sine_config
-from metajax.tasks import base as problems
-from metajax.algorithms import imaml, maml
+from metajax.algorithms import imaml
+from metajax.training import trainer
 
 LAM = 2.0
+STEP = jnp.zeros((), jnp.int32)  # every meta_grad_fn is given the step
 
 
 def _linear_tasks(num_tasks=3, n=7, d=3, seed=0):
@@ -48,7 +49,7 @@ def test_implicit_gradient_matches_closed_form_and_unrolled(x64):
   tasks, theta = _linear_tasks(), np.array([0.3, -0.2, 0.5])
   inner = mj.InnerLoop(loss_fn=_linear_loss, num_steps=300, learning_rate=0.1)
   grads, metrics = jax.jit(imaml.imaml_meta_grad(inner, LAM, cg_steps=6))(
-      {"w": jnp.asarray(theta)}, tasks, jax.random.key(0))
+      {"w": jnp.asarray(theta)}, tasks, jax.random.key(0), STEP)
   np.testing.assert_allclose(grads["w"], _closed_form(theta, tasks, LAM),
                              rtol=1e-9, atol=1e-12)
   # The exact meta-gradient of the (converged) proximal inner loop, by
@@ -74,7 +75,7 @@ def test_implicit_gradient_matches_unrolled_on_converged_tanh_mlp(x64):
   lam, steps, lr = 5.0, 400, 0.05
   inner = mj.InnerLoop(loss_fn=loss_fn, num_steps=steps, learning_rate=lr)
   grads, _ = jax.jit(imaml.imaml_meta_grad(inner, lam, cg_steps=40))(
-      params, tasks, jax.random.key(0))
+      params, tasks, jax.random.key(0), STEP)
 
   def unrolled(theta):  # differentiate through the converged proximal loop
     def one(task):
@@ -103,14 +104,15 @@ def test_conjugate_gradient_solves_spd_system(x64):
 
 
 def _temp_bytes(algorithm, inner_steps):
-  config = tiny_sine_config(algorithm=algorithm, inner_steps=inner_steps,
-                            hidden_sizes=(32,), meta_batch_size=2)
-  problem = problems.build_problem(config)
+  config = tiny_sine_config(algorithm=algorithm, inner__steps=inner_steps,
+                            model__hidden_sizes=(32,),
+                            outer__meta_batch_size=2)
+  found, _, problem = trainer.build_problem(config)
+  assert found.name == algorithm
   params = problem.init_params(jax.random.key(0))
   tasks = problem.train_sampler(jax.random.key(1))
-  module = {"imaml": imaml, "maml": maml}[algorithm]
-  compiled = jax.jit(module.make_meta_grad(config, problem)).lower(
-      params, tasks, jax.random.key(2)).compile()
+  compiled = jax.jit(found.make_meta_grad(config, problem)).lower(
+      params, tasks, jax.random.key(2), STEP).compile()
   return compiled.memory_analysis().temp_size_in_bytes
 
 

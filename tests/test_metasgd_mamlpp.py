@@ -3,12 +3,15 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import metajax as mj
 from algorithm_problems import tanh_params_and_tasks, tiny_sine_config
-from metajax.tasks import base as problems
 from metajax.algorithms import mamlpp, metasgd
 from metajax.algorithms._rates import init_log_rates
+from metajax.backend import PORTABLE
+from metajax.tasks.base import Problem
+from metajax.training import trainer
 
 
 def _central_differences(fn, flat, eps=1e-6):
@@ -40,7 +43,7 @@ def test_metasgd_rate_gradient_matches_central_differences(x64):
 
 def test_metasgd_evaluation_adapts_with_the_learned_rates():
   config = tiny_sine_config(algorithm="metasgd")
-  problem = problems.build_problem(config)
+  _, _, problem = trainer.build_problem(config)
   params = problem.init_params(jax.random.key(0))
   meta = metasgd.init_meta_params(config, params)
   meta["log_lr"] = jax.tree.map(lambda r: r + 1.0, meta["log_lr"])  # e times
@@ -50,7 +53,7 @@ def test_metasgd_evaluation_adapts_with_the_learned_rates():
   adapted = jax.jit(lambda p, s: inner.run(p, s, num_steps=1).params)(
       init, support)
   plain = jax.jit(lambda p, s: mj.adapt(
-      p, problem.loss_fn, s, 1, learning_rate=config.inner_lr * np.e).params)(
+      p, problem.loss_fn, s, 1, learning_rate=config.inner.lr * np.e).params)(
           params, support)
   for a, b in zip(jax.tree.leaves(adapted), jax.tree.leaves(plain)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
@@ -88,27 +91,39 @@ def test_mamlpp_per_step_rate_gradient_matches_central_differences(x64):
 
 
 def test_mamlpp_derivative_order_switches_at_first_order_until(x64):
-  config = tiny_sine_config(algorithm="mamlpp", inner_steps=2, inner_lr=0.3,
-                            first_order_until=5, msl_anneal_steps=10)
+  config = tiny_sine_config({
+      "algorithm": "mamlpp", "inner.steps": 2, "inner.lr": 0.3,
+      "algorithm.first_order_until": 5, "algorithm.msl_anneal_steps": 10})
   params, loss_fn, tasks = tanh_params_and_tasks()
-  problem = problems.Problem(model=None, init_params=None, loss_fn=loss_fn,
-                             metric_fn=None, train_sampler=None)
+  problem = Problem(kind="regression", model=None, init_params=None,
+                    loss_fn=loss_fn, metric_fn=None, train_sampler=None,
+                    evaluate=None, eval_tasks=None, formulations=PORTABLE)
   meta = mamlpp.init_meta_params(config, params)
   meta_grad_fn = mamlpp.make_meta_grad(config, problem)
-  assert meta_grad_fn.needs_step
   inner = mj.InnerLoop(loss_fn=loss_fn, num_steps=2, learning_rate=0.3)
   grad_fn = jax.jit(meta_grad_fn)
   expected_fn = jax.jit(jax.grad(
       lambda m, step, first_order: _mamlpp_objective(
           m, tasks, inner, step, 10, first_order)), static_argnums=2)
+  # The meta-step gives every meta_grad_fn its state's step (no opt-in
+  # attribute): the update from a state at `step` is the gradient there.
+  outer = optax.sgd(1.0)
+  meta_step = mj.make_meta_step(meta_grad_fn, outer)
   for step, first_order in ((4, True), (5, False)):
-    grads, metrics = grad_fn(meta, tasks, jax.random.key(0),
-                             step=jnp.int32(step))
+    grads, metrics = grad_fn(meta, tasks, jax.random.key(0), jnp.int32(step))
     expected = expected_fn(meta, jnp.int32(step), first_order)
     for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(expected)):
       np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(metrics["msl_last_weight"],
                                0.5 + 0.5 * step / 10, rtol=1e-6)
+    state = mj.init_meta_state(meta, outer, jax.random.key(0))._replace(
+        step=jnp.int32(step))
+    stepped, step_metrics = meta_step(state, tasks)
+    np.testing.assert_allclose(step_metrics["msl_last_weight"],
+                               0.5 + 0.5 * step / 10, rtol=1e-6)
+    for p, new, b in zip(jax.tree.leaves(meta), jax.tree.leaves(stepped.params),
+                         jax.tree.leaves(expected)):
+      np.testing.assert_allclose(p - new, b, rtol=1e-10, atol=1e-12)
   first = expected_fn(meta, jnp.int32(5), True)
   gap = max(float(jnp.max(jnp.abs(a - b))) for a, b in
             zip(jax.tree.leaves(grads), jax.tree.leaves(first)))

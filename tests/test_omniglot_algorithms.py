@@ -1,6 +1,4 @@
 """Each algorithm's Omniglot budget config steps and evaluates on real tasks."""
-import dataclasses
-
 import jax
 import numpy as np
 import pytest
@@ -9,6 +7,7 @@ from conftest import data_dir_or_none
 from metajax.training import cli as main
 from metajax.training import trainer as train
 from metajax.core.losses import tree_is_finite
+from metajax.training.config import override
 
 DATA_DIR = data_dir_or_none()
 BUDGET_EXPERIMENTS = [name for name in main.list_experiments()
@@ -16,7 +15,7 @@ BUDGET_EXPERIMENTS = [name for name in main.list_experiments()
 
 
 def test_the_budget_table_has_every_algorithm():
-  algorithms = {main.load_experiment(name).algorithm
+  algorithms = {main.load_experiment(name).algorithm.NAME
                 for name in BUDGET_EXPERIMENTS}
   assert algorithms == {"maml", "fomaml", "reptile", "metasgd", "anil",
                         "boil", "mamlpp", "imaml", "protonet"}
@@ -25,13 +24,19 @@ def test_the_budget_table_has_every_algorithm():
 @pytest.mark.skipif(DATA_DIR is None, reason="no Omniglot data")
 @pytest.mark.parametrize("name", BUDGET_EXPERIMENTS)
 def test_budget_config_steps_and_evaluates_on_real_omniglot(name):
-  config = dataclasses.replace(
-      main.load_experiment(name), data_dir=DATA_DIR, meta_batch_size=2,
-      num_meta_steps=2, eval_num_tasks=3, eval_num_query=2)
+  config = override(main.load_experiment(name), {
+      "task.data_dir": DATA_DIR, "outer.meta_batch_size": 2,
+      "outer.num_meta_steps": 2, "eval.num_tasks": 3,
+      "task.eval_queries": 2})
   run = train.build_run(config)
   before = jax.tree.map(np.array, run.state.params)  # the step donates it
-  state, metrics = run.step_fn(run.state)
-  state, metrics = run.step_fn(state)
+  if run.prefetch:
+    tasks = run.step_fn.first_tasks(run.state)
+    state, tasks, metrics = run.step_fn(run.state, tasks)
+    state, tasks, metrics = run.step_fn(state, tasks)
+  else:
+    state, metrics = run.step_fn(run.state)
+    state, metrics = run.step_fn(state)
   assert int(state.step) == 2 and int(state.nonfinite_count) == 0
   assert all(np.isfinite(float(v)) for v in metrics.values())
   assert bool(tree_is_finite(state.params))
@@ -39,7 +44,7 @@ def test_budget_config_steps_and_evaluates_on_real_omniglot(name):
       lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
       before, state.params))
   assert any(moved)
-  results = train.evaluate(config, run.problem, state.params)
+  results = train.evaluate(run, state.params)
   (curves,) = results.values()
   for summary in curves["accuracy"].values():
     assert 0.0 <= summary["mean"] <= 1.0

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from algorithm_problems import cluster_problem, tiny_sine_config
+from algorithm_problems import (
+    build_problem_with, cluster_problem, take_steps, tiny_sine_config)
 from metajax.training import trainer as train
 from metajax.algorithms import protonet
 from metajax.training.config import ConfigError
@@ -13,9 +14,11 @@ from metajax.models import MLP
 
 
 def cluster_config(**changes):
-  return tiny_sine_config(task="omniglot", algorithm="protonet", num_ways=3,
-                          num_support=4, num_query=5, meta_batch_size=8,
-                          outer_lr=3e-3, eval_num_tasks=64, **changes)
+  """protonet on `cluster_problem` (3 ways): 4 shots and 5 queries per class."""
+  return tiny_sine_config({
+      "algorithm": "protonet", "task.support_points": 4,
+      "task.query_points": 5, "outer.meta_batch_size": 8, "outer.lr": 3e-3,
+      "eval.num_tasks": 64}, **changes)
 
 
 def test_prototypes_and_logits_match_numpy():
@@ -44,17 +47,20 @@ def test_default_embedding_is_the_input_of_the_head():
 
 def test_regression_tasks_are_rejected_with_a_clear_error():
   with pytest.raises(ConfigError, match="classification"):
-    train.check_config(tiny_sine_config(algorithm="protonet"))
+    train.build_problem(tiny_sine_config(algorithm="protonet"))
 
 
 def test_training_improves_query_accuracy(monkeypatch):
-  config = cluster_config(num_meta_steps=120, steps_per_call=40, log_every=40)
-  monkeypatch.setattr(train, "build_problem", cluster_problem)
+  config = cluster_config(outer__num_meta_steps=120,
+                          outer__steps_per_call=40, run__log_every=40)
+  monkeypatch.setattr(train, "build_problem",
+                      build_problem_with(cluster_problem))
   run = train.build_run(config)
+  assert run.problem.kind == "classification" and run.problem.num_classes == 3
   before = protonet.evaluate(config, run.problem, run.state.params)
-  state = run.state
-  for _ in range(config.num_meta_steps // config.steps_per_call):
-    state, metrics = run.step_fn(state)
+  state, history = take_steps(
+      run, config.outer.num_meta_steps // config.outer.steps_per_call)
+  metrics = history[-1]
   after = protonet.evaluate(config, run.problem, state.params)
   key = "3-way 4-shot fresh"
   acc_before = before[key]["accuracy"]["step_0"]["mean"]

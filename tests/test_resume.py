@@ -17,12 +17,14 @@ import metajax as mj
 from conftest import REPO_ROOT
 from metajax.training import trainer as train
 from metajax.training.checkpoint import Checkpointer, CorruptCheckpointError
-from metajax.training.config import Config
+from metajax.training.config import Config, override
 
-RUN_ARGS = ["sine", "--hidden_sizes=8", "--meta_batch_size=4", "--num_support=5",
-            "--num_query=5", "--num_meta_steps=1500", "--steps_per_call=10",
-            "--log_every=50", "--checkpoint_every=100", "--eval_num_tasks=10",
-            "--eval_num_query=5", "--no_progress"]
+RUN_ARGS = ["sine", "--model.hidden_sizes=8", "--outer.meta_batch_size=4",
+            "--task.support_points=5", "--task.query_points=5",
+            "--outer.num_meta_steps=1500", "--outer.steps_per_call=10",
+            "--run.log_every=50", "--run.checkpoint_every=100",
+            "--eval.num_tasks=10", "--task.eval_query_points=5",
+            "--no_progress"]
 
 
 def _cli(*args, **popen_kwargs):
@@ -127,15 +129,18 @@ def test_corrupted_checkpoint_is_reported_and_not_loaded(tmp_path):
 
 
 def test_time_limit_stops_training_and_still_saves_and_evaluates(tmp_path):
-  config = Config(hidden_sizes=(8,), meta_batch_size=4, num_support=5,
-                  num_query=5, num_meta_steps=10**7, steps_per_call=10,
-                  log_every=100, max_train_seconds=1.0, eval_num_tasks=10,
-                  eval_num_query=5, eval_shots=(5,), eval_inner_steps=(1,))
+  config = override(Config(), {
+      "model.hidden_sizes": (8,), "outer.meta_batch_size": 4,
+      "task.support_points": 5, "task.query_points": 5,
+      "outer.num_meta_steps": 10**7, "outer.steps_per_call": 10,
+      "run.log_every": 100, "outer.max_train_seconds": 1.0,
+      "eval.num_tasks": 10, "task.eval_query_points": 5,
+      "task.eval_shots": (5,), "eval.inner_steps": (1,)})
   run_dir = tmp_path / "run"
   results = train.train(config, str(run_dir), progress=False)
   assert results["stopped_by_time_limit"]
   steps = results["meta_steps_done"]
-  assert 10 <= steps < config.num_meta_steps and steps % 10 == 0
+  assert 10 <= steps < config.outer.num_meta_steps and steps % 10 == 0
   assert results["final_metrics"]["step"] == steps
   assert _steps_checkpointed(str(run_dir)) == [str(steps)]
   assert (run_dir / "params.msgpack").exists()

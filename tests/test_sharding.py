@@ -133,7 +133,8 @@ def test_meta_batch_not_divisible_raises_before_compiling(four_devices):
   for name in ("odd_sampled_error", "odd_fed_error", "trainer_odd_error"):
     message = four_devices[name]
     assert "meta_batch_size (6)" in message and "device count (4)" in message
-  assert "num_devices" in four_devices["trainer_too_many_error"]
+  assert "run.num_devices" in four_devices["trainer_odd_error"]
+  assert "run.num_devices" in four_devices["trainer_too_many_error"]
 
 
 def test_trainer_num_devices_matches_single_device(four_devices):
@@ -163,7 +164,7 @@ def test_task_mesh_in_this_process():
 
 
 def test_config_default_is_one_device():
-  assert Config().num_devices == 1
+  assert Config().run.num_devices == 1
 
 
 def test_distributed_settings_from_env():

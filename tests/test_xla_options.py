@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from metajax import backend as xla_options
+from metajax import backend
 from metajax.models.kernels import conv_ops
 
 cpu_only = pytest.mark.skipif(jax.default_backend() != "cpu",
@@ -17,7 +17,7 @@ def _optimized_hlo(fn, *args, options):
 
 @cpu_only
 def test_convolutions_leave_ynnpack_and_dots_stay():
-  options = xla_options.compiler_options()
+  options = backend.compiler_options()
   if not options:
     pytest.skip("this jaxlib does not take the option (or XLA_FLAGS sets it)")
   x, w = jnp.ones((2, 14, 14, 64)), jnp.ones((3, 3, 64, 64))  # Conv4's
@@ -30,7 +30,7 @@ def test_convolutions_leave_ynnpack_and_dots_stay():
 
 @cpu_only
 def test_a_program_without_convolutions_compiles_the_same():
-  options = xla_options.compiler_options()
+  options = backend.compiler_options()
   if not options:
     pytest.skip("this jaxlib does not take the option (or XLA_FLAGS sets it)")
 
@@ -47,15 +47,23 @@ def test_results_are_unchanged():
   x = jax.random.normal(key[0], (2, 8, 8, 4))
   w = jax.random.normal(key[1], (3, 3, 4, 4))
   got = jax.jit(conv_ops.conv_reference,
-                compiler_options=xla_options.compiler_options())(x, w)
+                compiler_options=backend.compiler_options())(x, w)
   np.testing.assert_allclose(got, conv_ops.conv_reference(x, w), rtol=1e-5,
                              atol=1e-5)
 
 
 def test_the_users_xla_flags_win(monkeypatch):
   monkeypatch.setenv("XLA_FLAGS",
-                     f"--{xla_options.YNN_FUSION_FLAG}=individual_dot")
-  assert xla_options.compiler_options() == {}
+                     f"--{backend.YNN_FUSION_FLAG}=individual_dot")
+  assert backend.compiler_options() == {}
+  assert backend.compiler_options("cpu") == {}
+
+
+def test_the_options_are_for_the_cpu_backend_only():
+  for name in ("gpu", "tpu", "rocm"):
+    assert backend.compiler_options(name) == {}
+  if jax.default_backend() == "cpu":
+    assert backend.compiler_options("cpu") == backend.compiler_options()
 
 
 @cpu_only
@@ -63,7 +71,7 @@ def test_the_users_xla_flags_win(monkeypatch):
 def test_conv_weight_gradient_is_one_convolution_outside_ynnpack(stride):
   # conv_ops writes it as the backprop-filter convolution (XLA's own
   # two-thread kernel under metajax's options), not as shifted products.
-  options = xla_options.compiler_options()
+  options = backend.compiler_options()
   if not options:
     pytest.skip("this jaxlib does not take the option (or XLA_FLAGS sets it)")
   x = jnp.ones((2, 3, 6, 6, 8))

@@ -13,6 +13,7 @@ import dataclasses
 
 from metajax.algorithms import _partition
 from metajax.algorithms.base import Algorithm
+from metajax.settings import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,10 @@ def partition_fn(config, problem):
 
 
 def check(config, problem):
+  if getattr(config.model, "hidden_sizes", None) == ():
+    raise ConfigError("config field 'model.hidden_sizes': boil adapts the "
+                      "body, and an MLP with no hidden layers has none (only "
+                      "the head)")
   _partition.check_partition(config, problem, partition_fn(config, problem),
                              "boil")
 

@@ -1,7 +1,7 @@
 """Reptile (Nichol, Achiam and Schulman, 2018): move toward adapted weights.
 
 Each task is adapted with `inner_steps` steps of the inner optimizer
-(`inner_optimizer`, `inner_lr`) on ALL of its data, support and query
+(`inner.optimizer`, `inner.lr`) on ALL of its data, support and query
 concatenated: Reptile has no support/query split during meta-training, it
 trains on whatever data a task has. Nothing is differentiated through the
 inner loop.

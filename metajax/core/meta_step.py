@@ -76,8 +76,10 @@ class PrefetchingStep(NamedTuple):
   `state, next_tasks, metrics = step(state, tasks)`; the first call's tasks
   are `first_tasks(state)`. The caller carries the tasks from one call to
   the next. The tasks of a step depend only on `(state.key, state.step)`,
-  so training gives the same results as with the plain step; the next
-  tasks are drawn beside the meta-gradient instead of before it.
+  so each call computes what the step given those tasks computes, bit for
+  bit, and the plain sampling step the same up to float rounding (XLA
+  compiles the meta-gradient of in-program tasks slightly differently);
+  the next tasks are drawn beside the meta-gradient instead of before it.
   """
   step: Callable
   first_tasks: Callable
@@ -125,8 +127,8 @@ def make_meta_step(
       drops only the bad updates. Either way they are counted in the state.
     prefetch_tasks: with a sampler, unfused and jitted: return a
       `PrefetchingStep`, which draws the next step's tasks inside each call
-      (the same results; a formulation `metajax.backend.for_backend` picks
-      where it is faster).
+      (the same results up to float rounding; a formulation
+      `metajax.backend.for_backend` picks where it is faster).
     jit: return the `jax.jit`-compiled step with the state donated (it also
       has `.lower(state)` for cost analysis and `.cache_size()`).
 

@@ -157,8 +157,9 @@ def _resumed_config(experiment, overrides, run_dir):
   return saved_experiment, override(config, overrides)
 
 
-def _print_help(experiment):
-  config = load_experiment(experiment) if experiment else Config()
+def _print_help(experiment, overrides):
+  config = override(load_experiment(experiment) if experiment else Config(),
+                    overrides)
   print(USAGE + "\nexperiments: " + ", ".join(list_experiments()))
   print("\nconfig" + (f" of {experiment}" if experiment else " defaults")
         + ":\n" + describe(config))
@@ -174,7 +175,7 @@ def main(argv=None) -> int:
     run_dir = options.get("run_dir", "")
     if options.get("help") or (experiment is None
                                and not options.get("resume")):
-      _print_help(experiment)
+      _print_help(experiment, overrides)
       return 0 if options.get("help") else 2
     if options.get("resume"):
       experiment, config = _resumed_config(experiment, overrides, run_dir)

@@ -1,13 +1,12 @@
 """Transparent huge pages for XLA:CPU's per-call buffers (Linux with glibc).
 
 XLA:CPU allocates a compiled step's temporary buffer with `posix_memalign`
-on every call and frees it after. A big one (1.9 GB for the vmapped Omniglot
-Conv4 meta-step) is above glibc's mmap threshold, so each call maps fresh
-pages from the kernel: 480k page faults and about 0.7 s of system time per
-meta-step on the 2-core development CPU, a quarter of the step. glibc's
+on every call and frees it after. A big one (the vmapped Omniglot Conv4
+meta-step's) is above glibc's mmap threshold, so each call maps fresh pages
+from the kernel and page faults take a large share of the step. glibc's
 tunable `glibc.malloc.hugetlb=1` (glibc 2.35+) asks for transparent huge
-pages on those mappings: about 1.3k faults, and the step 20-25 % faster
-(benchmarks/NOTES_conv.md). Small problems (sine) are unaffected.
+pages on those mappings, which removes most of the faults (measurements in
+benchmarks/README.md). Small problems (sine) are unaffected.
 
 glibc reads tunables only when a process starts, so the command-line entry
 points (`python -m metajax`, `python -m benchmarks.suite`) restart

@@ -156,7 +156,7 @@ class _MetricsWriter:
       raise NonFiniteError(
           f"non-finite loss or gradient at meta-step {first_bad}; training "
           "stopped with the last good parameters saved (set "
-          "--nonfinite_policy=skip to skip such steps instead)")
+          "--outer.nonfinite_policy=skip to skip such steps instead)")
 
 
 def _resume(run, run_dir, checkpointer):

@@ -198,7 +198,7 @@ def _max_pooled_jvp(conv, primals, tangents):
 _max_pooled.defjvp(_max_pooled_jvp, symbolic_zeros=True)
 
 
-CONVS = {'fast': conv3x3, 'reference': conv_reference, 'im2col': conv_im2col}
+CONVS = {'fast': conv3x3, 'im2col': conv_im2col, 'reference': conv_reference}
 
 
 NAMES = tuple(CONVS)  # the names `get_conv` takes

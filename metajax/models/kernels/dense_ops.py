@@ -84,7 +84,7 @@ def fast_dot_general(x, w, dimension_numbers, precision=None,
   return matmul(x, w)
 
 
-DOT_GENERALS = {"plain": lax.dot_general, "fast": fast_dot_general}
+DOT_GENERALS = {"fast": fast_dot_general, "plain": lax.dot_general}
 NAMES = tuple(DOT_GENERALS)  # the names `get_dot_general` takes
 
 

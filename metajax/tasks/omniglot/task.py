@@ -65,7 +65,8 @@ def build(config, formulations: Formulations) -> Problem:
       check_task_shape(getattr(splits, split), 1, task.ways, task.shots,
                        task.eval_queries)
   except ValueError as e:
-    raise ConfigError(f"Omniglot evaluation tasks (task.eval_queries="
+    raise ConfigError(f"Omniglot evaluation tasks (task.ways={task.ways}, "
+                      f"task.shots={task.shots}, task.eval_queries="
                       f"{task.eval_queries}): {e}") from None
   model = model_configs.build(config.model, task.ways, formulations)
 
