@@ -94,20 +94,14 @@ def cluster_problem(config, ways=3, signal_dims=2, noise_dims=6):
 
 
 def take_steps(run, calls, state=None):
-  """`calls` calls of `run.step_fn` from `state` (default `run.state`).
-
-  Under `run.prefetch` the step is a `PrefetchingStep`: the first call's
-  tasks come from `first_tasks` and each call's next tasks are carried to
-  the next call. Returns `(state, [metrics of each call])`.
-  """
+  """`calls` calls of `run`'s step from `state` (default `run.state`), the
+  tasks carried as the trainer carries them (`Run.call`). Returns `(state,
+  [metrics of each call])`."""
   state = run.state if state is None else state
   history = []
-  tasks = run.step_fn.first_tasks(state) if run.prefetch else None
+  tasks = run.first_tasks(state)
   for _ in range(calls):
-    if run.prefetch:
-      state, tasks, metrics = run.step_fn(state, tasks)
-    else:
-      state, metrics = run.step_fn(state)
+    state, tasks, metrics = run.call(state, tasks)
     history.append(metrics)
   return state, history
 

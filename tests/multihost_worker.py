@@ -151,11 +151,9 @@ def devices_mode() -> dict:
 
 def run_trainer_steps(run):
   """`run_steps` for a trainer `Run`, whose step may carry prefetched tasks."""
-  if not run.prefetch:
-    return run_steps(run.step_fn, run.state)
-  state, tasks, losses = run.state, run.step_fn.first_tasks(run.state), []
+  state, tasks, losses = run.state, run.first_tasks(run.state), []
   for _ in range(NUM_STEPS):
-    state, tasks, metrics = run.step_fn(state, tasks)
+    state, tasks, metrics = run.call(state, tasks)
     losses.append(float(metrics["meta_loss"]))
   return [np.asarray(x).tolist() for x in jax.tree.leaves(state.params)], losses
 

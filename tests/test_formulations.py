@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from algorithm_problems import tiny_sine_config
+from algorithm_problems import take_steps, tiny_sine_config
 from conftest import data_dir_or_none
 from experiments import omniglot_5way1shot
 from metajax import backend
@@ -21,14 +21,8 @@ from metajax.training.config import override, resolve_formulations
 
 def _train(config, steps):
   run = trainer.build_run(config)
-  state = run.state
-  tasks = run.step_fn.first_tasks(state) if run.prefetch else None
-  for _ in range(steps):
-    if run.prefetch:
-      state, tasks, metrics = run.step_fn(state, tasks)
-    else:
-      state, metrics = run.step_fn(state)
-  return run, state, metrics
+  state, history = take_steps(run, steps)
+  return run, state, history[-1]
 
 
 def test_presets_resolve_by_backend():

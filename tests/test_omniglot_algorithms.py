@@ -30,13 +30,9 @@ def test_budget_config_steps_and_evaluates_on_real_omniglot(name):
       "task.eval_queries": 2})
   run = train.build_run(config)
   before = jax.tree.map(np.array, run.state.params)  # the step donates it
-  if run.prefetch:
-    tasks = run.step_fn.first_tasks(run.state)
-    state, tasks, metrics = run.step_fn(run.state, tasks)
-    state, tasks, metrics = run.step_fn(state, tasks)
-  else:
-    state, metrics = run.step_fn(run.state)
-    state, metrics = run.step_fn(state)
+  tasks = run.first_tasks(run.state)
+  state, tasks, metrics = run.call(run.state, tasks)
+  state, tasks, metrics = run.call(state, tasks)
   assert int(state.step) == 2 and int(state.nonfinite_count) == 0
   assert all(np.isfinite(float(v)) for v in metrics.values())
   assert bool(tree_is_finite(state.params))

@@ -6,6 +6,12 @@ previous release: `sine` with 8-8 hidden units, trained 40 meta-steps with
 checkpoints at 20 and 40. v1_sine_run_60 holds params.msgpack and
 results.json of that release's uninterrupted 60-step run of the same config.
 The tests work on copies; the fixtures are never written.
+
+On the machine that wrote them, the current code resumes that run to the
+uninterrupted run's parameters bit for bit. On another CPU XLA's kernels may
+round differently in the last bit, and 20 further steps carry that along, so
+the comparison allows float32 rounding (`RESUME_RTOL`), far below any change
+of the computation (one step moves the parameters by about 1e-3).
 """
 import glob
 import hashlib
@@ -26,6 +32,7 @@ from metajax.training.config import from_dict
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "results"
 V1_RUN = FIXTURES / "v1_sine_run"
 V1_RUN_60 = FIXTURES / "v1_sine_run_60"
+RESUME_RTOL = 1e-5
 SAVED_GPU_CONFIGS = sorted(glob.glob(str(
     REPO_ROOT / "experiments" / "results" / "nvidia-h200" / "*" /
     "config.json")))
@@ -103,7 +110,7 @@ def test_resume_of_a_v1_run_equals_the_uninterrupted_run(v1_copy, capsys):
   assert (jax.tree.structure(resumed) == jax.tree.structure(expected))
   for got, want in zip(jax.tree.leaves(resumed), jax.tree.leaves(expected)):
     assert got.shape == want.shape and got.dtype == want.dtype
-    assert np.array_equal(got, want)  # bit for bit (CPU)
+    np.testing.assert_allclose(got, want, rtol=RESUME_RTOL, atol=1e-7)
   # The log continues from the checkpoint, and the run ends where the
   # uninterrupted one did.
   steps = [json.loads(line)["step"]
@@ -112,8 +119,9 @@ def test_resume_of_a_v1_run_equals_the_uninterrupted_run(v1_copy, capsys):
   results = _read_json(os.path.join(v1_copy, "results.json"))
   uninterrupted = _read_json(V1_RUN_60 / "results.json")
   assert results["meta_steps_done"] == 60
-  assert (results["final_metrics"]["meta_loss"]
-          == uninterrupted["final_metrics"]["meta_loss"])
+  assert math.isclose(results["final_metrics"]["meta_loss"],
+                      uninterrupted["final_metrics"]["meta_loss"],
+                      rel_tol=RESUME_RTOL)
   _assert_evaluations_close(results["evaluation"],
                             uninterrupted["evaluation"])
   # The config is rewritten in schema 2; the flat original is kept beside.

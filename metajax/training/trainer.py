@@ -37,7 +37,11 @@ class Run:
 
   `step_fn` is `step(state) -> (state, metrics)`, or with `prefetch`
   `step(state, tasks) -> (state, next_tasks, metrics)` whose first tasks
-  come from `step_fn.first_tasks(state)`.
+  come from `step_fn.first_tasks(state)`. `first_tasks` and `call` run
+  either form the same way:
+
+    tasks = run.first_tasks(state)
+    state, tasks, metrics = run.call(state, tasks)
   """
   config: Config
   algorithm: Algorithm
@@ -47,6 +51,17 @@ class Run:
   step_fn: Any
   outer_optimizer: optax.GradientTransformation
   prefetch: bool
+
+  def first_tasks(self, state):
+    """The first call's tasks under `prefetch`, else None."""
+    return self.step_fn.first_tasks(state) if self.prefetch else None
+
+  def call(self, state, tasks):
+    """One call of the step: `(state, next call's tasks, metrics)`."""
+    if self.prefetch:
+      return self.step_fn(state, tasks)
+    state, metrics = self.step_fn(state)
+    return state, None, metrics
 
 
 def make_outer_optimizer(config: Config):
@@ -208,14 +223,11 @@ def train(config: Config, run_dir: str, experiment: str = "",
   writer = _MetricsWriter(log, bar, outer.nonfinite_policy == "stop",
                           outer.steps_per_call > 1)
   compile_seconds = None
-  tasks = run.step_fn.first_tasks(state) if run.prefetch else None
+  tasks = run.first_tasks(state)
   try:
     for done in range(first_step + outer.steps_per_call,
                       outer.num_meta_steps + 1, outer.steps_per_call):
-      if run.prefetch:
-        state, tasks, metrics = run.step_fn(state, tasks)
-      else:
-        state, metrics = run.step_fn(state)
+      state, tasks, metrics = run.call(state, tasks)
       if compile_seconds is None:
         jax.block_until_ready(state)
         compile_seconds = time.perf_counter() - writer.start
