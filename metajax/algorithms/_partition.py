@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import optax
 
-from metajax.algorithms.base import inner_loop
+from metajax.algorithms.base import inner_loop, inner_optimizer
 from metajax.algorithms.maml import maml_meta_grad
 from metajax.core.objective import InnerLoop, maml_task_loss
 from metajax.settings import ConfigError, Section, setting
@@ -145,10 +145,11 @@ def partial_meta_grad(config, problem, partition_fn, name: str):
 
 
 def partial_eval_adaptation(config, problem, meta_params, partition_fn):
-  """Plain SGD at `inner.lr` on the adapted leaves; zero for the rest."""
+  """The configured inner optimizer (`inner.optimizer` at `inner.lr`) on the
+  adapted leaves, as in meta-training; zero for the rest."""
   labels = lambda params: jax.tree.map(
       lambda m: "adapt" if m else "freeze", mask_of(params, partition_fn))
+  adapt = inner_optimizer(config) or optax.sgd(config.inner.lr)
   optimizer = optax.multi_transform(
-      {"adapt": optax.sgd(config.inner.lr), "freeze": optax.set_to_zero()},
-      labels)
+      {"adapt": adapt, "freeze": optax.set_to_zero()}, labels)
   return meta_params, inner_loop(config, problem, optimizer=optimizer)

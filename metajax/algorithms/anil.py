@@ -5,8 +5,8 @@ learned only by the outer loop; its meta-gradient flows through the head's
 inner updates and the query loss. The head is `algorithm.head`, or the last
 top-level submodule the model applies (the MLP's last `Dense_n`, the
 Conv4's final Dense). Inner steps are on the head only, so second-order
-ANIL is much cheaper than MAML. Test-time adaptation: SGD at `inner.lr` on
-the head.
+ANIL is much cheaper than MAML. Test-time adaptation: the inner optimizer
+(`inner.optimizer` at `inner.lr`) on the head.
 
 Config: as MAML (`inner.*`) plus `algorithm.head`.
 """

@@ -72,9 +72,14 @@ def keep_params(config, params: PyTree) -> PyTree:
   return params
 
 
-def sgd_eval_adaptation(config, problem, meta_params):
-  """MAML's test-time adaptation: the inner loop from the meta-parameters."""
-  return meta_params, inner_loop(config, problem, optimizer=None)
+def configured_eval_adaptation(config, problem, meta_params):
+  """MAML's test-time adaptation: the inner loop from the meta-parameters,
+  with the inner optimizer it was meta-trained with (`inner.optimizer`)."""
+  return meta_params, inner_loop(config, problem)
+
+
+def configured_eval_optimizer(config) -> str:
+  return f"{config.inner.optimizer} at inner.lr={config.inner.lr}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +97,10 @@ class Algorithm:
       meta-parameters beyond the model's (learned rates).
     eval_adaptation: `fn(config, problem, meta_params) -> (init_params,
       InnerLoop)`, how a meta-test task is adapted; the task's evaluation
-      protocol then scores it.
+      protocol then scores it. The default adapts with the configured inner
+      optimizer, as in meta-training.
+    eval_optimizer: `fn(config) -> str`, what `eval_adaptation` adapts with,
+      recorded in results.json ("adam at inner.lr=0.001").
     evaluate: optional `fn(config, problem, meta_params, split, num_tasks)
       -> dict`, a whole evaluation of its own (algorithms with no inner
       loop); None: the task's protocol with `eval_adaptation`.
@@ -105,7 +113,9 @@ class Algorithm:
   make_meta_grad: Callable[[Any, Any], MetaGradFn]
   check: Callable[[Any, Any], None] = no_check
   init_meta_params: Callable[[Any, PyTree], PyTree] = keep_params
-  eval_adaptation: Callable[[Any, Any, PyTree], tuple] = sgd_eval_adaptation
+  eval_adaptation: Callable[[Any, Any, PyTree], tuple] = (
+      configured_eval_adaptation)
+  eval_optimizer: Callable[[Any], str] = configured_eval_optimizer
   evaluate: Optional[Callable[..., dict]] = None
   uses_forward_mode: bool = False
 

@@ -3,8 +3,8 @@
 The mirror image of ANIL: the inner loop updates every parameter outside the
 head (`algorithm.head`, or the last top-level submodule the model applies),
 and the head is learned only by the outer loop, so adaptation has to move
-the features rather than the decision boundary. Test-time adaptation: SGD
-at `inner.lr` on the body.
+the features rather than the decision boundary. Test-time adaptation: the
+inner optimizer (`inner.optimizer` at `inner.lr`) on the body.
 
 Config: as MAML (`inner.*`) plus `algorithm.head`. A model with no body (a
 single layer) is a ConfigError.

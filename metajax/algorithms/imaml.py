@@ -132,4 +132,7 @@ def eval_adaptation(config, problem, meta_params):
 ALGORITHM = Algorithm(
     name="imaml", family="optimization", config_class=ImamlConfig,
     make_meta_grad=make_meta_grad, eval_adaptation=eval_adaptation,
+    eval_optimizer=lambda config: (
+        f"{config.inner.optimizer} at inner.lr={config.inner.lr} on the "
+        f"proximal loss (algorithm.lam={config.algorithm.lam})"),
     uses_forward_mode=True)

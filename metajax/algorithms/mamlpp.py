@@ -127,4 +127,6 @@ def eval_adaptation(config, problem, meta_params):
 ALGORITHM = Algorithm(
     name="mamlpp", family="optimization", config_class=MamlppConfig,
     make_meta_grad=make_meta_grad, check=check,
-    init_meta_params=init_meta_params, eval_adaptation=eval_adaptation)
+    init_meta_params=init_meta_params, eval_adaptation=eval_adaptation,
+    eval_optimizer=lambda config: "sgd at the learned per-layer, per-step "
+    "rates")

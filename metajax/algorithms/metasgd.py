@@ -64,4 +64,5 @@ MetasgdConfig = no_settings("metasgd")
 ALGORITHM = Algorithm(
     name="metasgd", family="optimization", config_class=MetasgdConfig,
     make_meta_grad=make_meta_grad, check=check,
-    init_meta_params=init_meta_params, eval_adaptation=eval_adaptation)
+    init_meta_params=init_meta_params, eval_adaptation=eval_adaptation,
+    eval_optimizer=lambda config: "sgd at the learned per-parameter rates")

@@ -132,4 +132,5 @@ def evaluate(config, problem, meta_params, split="test", num_tasks=None
 ALGORITHM = Algorithm(name="protonet", family="metric",
                       config_class=ProtonetConfig,
                       make_meta_grad=make_meta_grad, check=check,
-                      evaluate=evaluate)
+                      evaluate=evaluate,
+                      eval_optimizer=lambda config: "none (nearest prototype)")

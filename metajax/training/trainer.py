@@ -273,6 +273,7 @@ def train(config: Config, run_dir: str, experiment: str = "",
       "nonfinite_steps": int(state.nonfinite_count),
       "backend": jax.default_backend(),
       "formulations": dataclasses.asdict(run.formulations),
+      "test_time_optimizer": run.algorithm.eval_optimizer(run.config),
       "final_metrics": run_io.read_metrics(
           os.path.join(run_dir, "metrics.jsonl"))[-1],
       "evaluation": evaluate(run, state.params),
@@ -300,6 +301,7 @@ def evaluate_saved(config: Config, run_dir: str) -> dict:
                               run.state.params)
   results = {"backend": jax.default_backend(),
              "formulations": dataclasses.asdict(run.formulations),
+             "test_time_optimizer": run.algorithm.eval_optimizer(run.config),
              "evaluation": evaluate(run, params)}
   run_io.write_json(os.path.join(run_dir, "eval_results.json"), results)
   return results
