@@ -4,8 +4,10 @@ The task family is sampled inside the jitted meta-step (`regression_sampling`).
 The meta-test protocol is the MAML paper's (section 5.1): for each K in
 `task.eval_shots`, `eval.num_tasks` fixed tasks from `eval.seed`, K support
 points, fine-tuned from the meta-learned initialisation with the algorithm's
-test-time adaptation (MAML: plain SGD at `inner.lr`), query MSE on
+test-time adaptation (MAML: its inner optimizer at `inner.lr`), query MSE on
 `task.eval_query_points` fresh points after each of `eval.inner_steps`.
+Validation during training (`eval.every`) scores tasks from a separate key
+stream of `eval.seed`, never the meta-test tasks.
 """
 import dataclasses
 import math
@@ -73,6 +75,11 @@ def family_of(task_config: RegressionConfig):
                      noise_std=task_config.noise_std)
 
 
+# The key stream of each evaluation split under `eval.seed`: the meta-test
+# tasks use the seed's key itself, validation a key folded from it.
+EVAL_SPLIT_STREAMS = {"test": None, "val": 1}
+
+
 def build(config, formulations: Formulations) -> Problem:
   """The regression `Problem` of `config.task` (sine or linear)."""
   task = config.task
@@ -87,11 +94,18 @@ def build(config, formulations: Formulations) -> Problem:
     return tasks
 
   def eval_tasks(split="test", num_tasks=None):
-    del split  # fresh tasks from the family; every split is the same family
+    # Every split is the same family; validation tasks get a key of their
+    # own, so what validation monitors never includes a meta-test task.
+    if split not in EVAL_SPLIT_STREAMS:
+      raise ValueError(f"regression evaluation split must be one of "
+                       f"{sorted(EVAL_SPLIT_STREAMS)}, got {split!r}")
     num_tasks = num_tasks or config.eval.num_tasks
+    root = jax.random.key(config.eval.seed)
+    if EVAL_SPLIT_STREAMS[split] is not None:
+      root = jax.random.fold_in(root, EVAL_SPLIT_STREAMS[split])
     sets = {}
     for shots in task.eval_shots:
-      key = jax.random.fold_in(jax.random.key(config.eval.seed), shots)
+      key = jax.random.fold_in(root, shots)
       sets[f"K={shots}"], _ = sample_regression_tasks(
           family, key, num_tasks, shots, task.eval_query_points)
     return sets
