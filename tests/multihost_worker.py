@@ -40,7 +40,14 @@ NUM_STEPS = 3
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-  """Tiny second-order MAML on sine tasks, shared by tests and workers."""
+  """Tiny second-order MAML on sine tasks, shared by tests and workers.
+
+  The outer optimizer is SGD, whose update scales with the gradient: a
+  sharded step that summed the devices' gradients instead of averaging
+  them would move the params `num_devices` times as far (Adam would hide
+  that, being invariant to the gradient's scale). The steps' `grad_norm`
+  is compared too, which catches it under any optimizer.
+  """
   meta_grad_fn: object
   optimizer: object
   sampler: object
@@ -52,7 +59,7 @@ def tiny_problem(meta_batch_size: int = META_BATCH) -> Problem:
   inner = mj.InnerLoop(loss_fn=mj.mse_loss(model.apply), num_steps=2,
                        learning_rate=0.05)
   return Problem(
-      meta_grad_fn=mj.maml_meta_grad(inner), optimizer=optax.adam(1e-2),
+      meta_grad_fn=mj.maml_meta_grad(inner), optimizer=optax.sgd(0.05),
       sampler=lambda key: sample_sine_tasks(key, meta_batch_size, 5, 5)[0],
       params=model.init(jax.random.key(0), jnp.zeros((1, 1))))
 
@@ -62,14 +69,20 @@ def fixed_tasks(step: int):
   return jax.device_get(tiny_problem().sampler(jax.random.key(100 + step)))
 
 
+def params_leaves(state):
+  return [np.asarray(x).tolist() for x in jax.tree.leaves(state.params)]
+
+
 def run_steps(step_fn, state, tasks_per_step=None):
-  """`NUM_STEPS` meta-steps; returns (host params leaves, meta-losses)."""
-  losses = []
+  """`NUM_STEPS` meta-steps; returns (host params leaves, meta-losses,
+  gradient norms)."""
+  losses, grad_norms = [], []
   for i in range(NUM_STEPS):
     args = () if tasks_per_step is None else (tasks_per_step(i),)
     state, metrics = step_fn(state, *args)
     losses.append(float(metrics["meta_loss"]))
-  return [np.asarray(x).tolist() for x in jax.tree.leaves(state.params)], losses
+    grad_norms.append(float(metrics["grad_norm"]))
+  return params_leaves(state), losses, grad_norms
 
 
 def fresh_state(problem: Problem):
@@ -136,9 +149,9 @@ def devices_mode() -> dict:
       task_sampler=problem.sampler, steps_per_call=NUM_STEPS)
   state = sharding.replicate_state(fresh_state(problem), mesh)
   state, metrics = fused(state)
-  out["sharded_fused"] = ([np.asarray(x).tolist()
-                           for x in jax.tree.leaves(state.params)],
-                          np.asarray(metrics["meta_loss"]).tolist())
+  out["sharded_fused"] = (params_leaves(state),
+                          np.asarray(metrics["meta_loss"]).tolist(),
+                          np.asarray(metrics["grad_norm"]).tolist())
   # A meta-batch of 6 on 4 devices: errors from both entry points.
   odd = tiny_problem(meta_batch_size=6)
   out["odd_sampled_error"] = error_of(lambda: sharded(odd, mesh, True))
@@ -151,16 +164,19 @@ def devices_mode() -> dict:
 
 def run_trainer_steps(run):
   """`run_steps` for a trainer `Run`, whose step may carry prefetched tasks."""
-  state, tasks, losses = run.state, run.first_tasks(run.state), []
+  state, tasks = run.state, run.first_tasks(run.state)
+  losses, grad_norms = [], []
   for _ in range(NUM_STEPS):
     state, tasks, metrics = run.call(state, tasks)
     losses.append(float(metrics["meta_loss"]))
-  return [np.asarray(x).tolist() for x in jax.tree.leaves(state.params)], losses
+    grad_norms.append(float(metrics["grad_norm"]))
+  return params_leaves(state), losses, grad_norms
 
 
 def trainer_mode() -> dict:
   """`build_run` with `run.num_devices` 4 (sharded) and 1 (plain), and
-  errors."""
+  errors. The trainer keeps its default outer optimizer (Adam, what runs
+  use); the compared `grad_norm` catches a summed meta-gradient there."""
   from metajax.training import trainer as train
   from metajax.training.config import Config, ConfigError, override
   config = override(Config(), {

@@ -96,12 +96,21 @@ def two_processes(workers):
 
 
 def _assert_close(actual, expected):
-  params_a, losses_a = actual
-  params_e, losses_e = expected
+  """Equal params, meta-losses and meta-gradient norms after each step.
+
+  The gradient norms fix the meta-gradient's scale: a sharded step that
+  summed the devices' gradients instead of averaging them gives norms
+  `num_devices` times the reference's (and, under the SGD outer optimizer
+  of `multihost_worker.tiny_problem`, other params).
+  """
+  params_a, losses_a, grad_norms_a = actual
+  params_e, losses_e, grad_norms_e = expected
   assert len(params_a) == len(params_e)
   for a, e in zip(params_a, params_e):
     np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(losses_a, losses_e, rtol=1e-5)
+  assert len(grad_norms_e) == 3 and min(grad_norms_e) > 0.1
+  np.testing.assert_allclose(grad_norms_a, grad_norms_e, rtol=1e-5)
 
 
 def test_sampled_in_step_equals_single_device(four_devices):

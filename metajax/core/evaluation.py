@@ -54,8 +54,9 @@ def mean_and_interval(values) -> dict:
   values were not finite (a diverged fine-tuning makes the mean NaN/inf,
   reported as such rather than hidden)."""
   values = np.asarray(values, dtype=np.float64)
-  half = (1.96 * values.std(ddof=1) / math.sqrt(len(values))
-          if len(values) > 1 else float("nan"))
+  with np.errstate(invalid="ignore"):  # inf - inf in std: NaN, reported
+    half = (1.96 * values.std(ddof=1) / math.sqrt(len(values))
+            if len(values) > 1 else float("nan"))
   return {"mean": float(values.mean()), "ci95": float(half),
           # A diverged (NaN) task counts as +inf: the median stays defined.
           "median": float(np.median(np.where(np.isnan(values), np.inf, values))),

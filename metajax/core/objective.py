@@ -104,40 +104,53 @@ def maml_task_loss(params, task: TaskBatch, inner: InnerLoop, **overrides):
   return post["post_loss"], jax.tree.map(jax.lax.stop_gradient, metrics)
 
 
+def _leaf_shapes(tree, split: str) -> list:
+  """`[(name, shape)]` of the leaves of one split, named like `support[0]`."""
+  return [(f"{split}{jax.tree_util.keystr(path)}", tuple(jnp.shape(leaf)))
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)]
+
+
 def check_task_batch(tasks: TaskBatch):
-  """Raises ValueError unless every leaf of `tasks` shares one task axis."""
+  """Raises ValueError unless `tasks` is a well-formed batch of tasks.
+
+  Every leaf must be `(tasks, examples, ...)` with one task count, one
+  example count per split, and support and query examples of the same
+  shapes. The messages name the offending field and its shape: these are
+  the shape errors a caller can make without any fault in the loss, so they
+  are caught here, before the loss is traced.
+  """
   if not isinstance(tasks, TaskBatch):
     raise TypeError(f"tasks must be a metajax.TaskBatch, got {type(tasks)}")
-  sizes = {}
-  for split in ("support", "query"):
-    for path, leaf in jax.tree_util.tree_leaves_with_path(getattr(tasks, split)):
-      shape = jnp.shape(leaf)
-      name = f"{split}{jax.tree_util.keystr(path)}"
-      if len(shape) < 1:
-        raise ValueError(f"{name} has no leading task axis (shape {shape})")
-      sizes[name] = shape[0]
+  if jax.tree.structure(tasks.support) != jax.tree.structure(tasks.query):
+    raise ValueError("support and query must have the same structure, got "
+                     f"{jax.tree.structure(tasks.support)} and "
+                     f"{jax.tree.structure(tasks.query)}")
+  support = _leaf_shapes(tasks.support, "support")
+  query = _leaf_shapes(tasks.query, "query")
+  if not support:
+    raise ValueError("a task batch needs arrays in support and query, got "
+                     f"{tasks}")
+  for name, shape in support + query:
+    if len(shape) < 2:
+      raise ValueError(f"task batch field {name} has shape {shape}; every "
+                       "leaf needs shape (tasks, examples, ...)")
+  sizes = {name: shape[0] for name, shape in support + query}
   if len(set(sizes.values())) > 1:
     raise ValueError(
         "support and query must share the leading task axis; got task-axis "
         f"sizes {sizes}")
-  if (jax.tree.structure(tasks.support) != jax.tree.structure(tasks.query)):
-    raise ValueError("support and query must have the same structure, got "
-                     f"{jax.tree.structure(tasks.support)} and "
-                     f"{jax.tree.structure(tasks.query)}")
-  for split in ("support", "query"):
-    examples = {jnp.shape(l)[1] if len(jnp.shape(l)) > 1 else None
-                for l in jax.tree.leaves(getattr(tasks, split))}
-    if None in examples or len(examples) != 1:
+  for split in (support, query):
+    examples = {name: shape[1] for name, shape in split}
+    if len(set(examples.values())) > 1:
       raise ValueError(
-          f"every {split} leaf needs shape (tasks, examples, ...) with one "
-          f"example count; got shapes "
-          f"{[jnp.shape(l) for l in jax.tree.leaves(getattr(tasks, split))]}")
-  sup = [jnp.shape(l)[2:] for l in jax.tree.leaves(tasks.support)]
-  qry = [jnp.shape(l)[2:] for l in jax.tree.leaves(tasks.query)]
-  if any(a != b for a, b in zip(sup, qry)):
-    raise ValueError(
-        "support and query examples must have the same per-example shapes "
-        f"(after the task and example axes); got support {sup}, query {qry}")
+          "the leaves of one split must share the example axis (axis 1); got "
+          f"example counts {examples}")
+  for (s_name, s_shape), (q_name, q_shape) in zip(support, query):
+    if s_shape[2:] != q_shape[2:]:
+      raise ValueError(
+          f"task batch fields {s_name} and {q_name} must have the same "
+          "per-example shape (after the task and example axes); got shapes "
+          f"{s_shape} and {q_shape}")
 
 
 def meta_objective(params, tasks: TaskBatch, inner: InnerLoop,
@@ -154,17 +167,21 @@ def meta_objective(params, tasks: TaskBatch, inner: InnerLoop,
     `(mean_loss, metrics)` with every metric of shape `(num_tasks,)`.
 
   Raises:
-    ValueError: (at trace time) if the splits do not share a task axis or
-      their per-example shapes differ.
+    ValueError: (at trace time, before the loss is traced) if the task batch
+      is malformed (`check_task_batch`), naming the field and its shape.
+    Any exception of `task_loss` itself, unchanged, with a note giving the
+    task batch's shapes.
   """
   check_task_batch(tasks)
   try:
     losses_T, metrics_T = jax.vmap(
         lambda task: task_loss(params, task, inner))(tasks)
-  except Exception as e:  # pylint: disable=broad-except  # raised while tracing the user loss
+  except Exception as e:  # pylint: disable=broad-except
+    # The loss's own error propagates unchanged (a KeyError stays a
+    # KeyError); the note adds the batch's shapes, the usual culprit once
+    # `check_task_batch` has passed (inputs the model was not built for).
     shapes = jax.tree.map(jnp.shape, tasks)
-    raise ValueError(
-        "the loss failed on one task of the batch (per-task shapes are these "
-        f"without the leading task axis): task batch shapes {shapes}; "
-        f"{type(e).__name__}: {e}") from e
+    e.add_note("raised by the per-task loss, vmapped over the leading task "
+               f"axis of a task batch with shapes {shapes}")
+    raise
   return jnp.mean(losses_T), metrics_T

@@ -91,7 +91,12 @@ def load_experiment(name: str) -> Config:
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault(module_name, module)
     spec.loader.exec_module(module)
-    config = module.get_config()
+    get_config = getattr(module, "get_config", None)
+    if not callable(get_config):
+      raise ConfigError(f"experiment {name!r} ({path}) defines no "
+                        "get_config(); an experiment file returns its "
+                        "Config from get_config()")
+    config = get_config()
   finally:
     if added:
       sys.path.remove(root)
@@ -115,7 +120,7 @@ def parse_args(argv: list):
     elif arg.startswith("--"):
       name, eq, value = arg[2:].partition("=")
       if not eq:
-        if i + 1 >= len(argv):
+        if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
           raise ConfigError(f"option --{name} needs a value (--{name}=VALUE)")
         i, value = i + 1, argv[i + 1]
       name = name.replace("-", "_")
@@ -146,13 +151,15 @@ def saved_config(run_dir: str) -> tuple:
   return experiment, from_dict(saved)
 
 
-def _resumed_config(experiment, overrides, run_dir):
-  """(experiment, config) of the run in --run_dir, overrides applied."""
+def _saved_run_config(flag, experiment, overrides, run_dir):
+  """(experiment, config) of the run in --run_dir, overrides applied, for
+  `flag` ("--resume" or "--eval_only"); ConfigError if EXPERIMENT is named
+  and is not the saved run's."""
   if not run_dir:
-    raise ConfigError("--resume needs --run_dir=DIR, the run to continue")
+    raise ConfigError(f"{flag} needs --run_dir=DIR, the saved run")
   saved_experiment, config = saved_config(run_dir)
   if experiment and pathlib.Path(experiment).stem != saved_experiment:
-    raise ConfigError(f"--resume: {run_dir!r} holds a run of experiment "
+    raise ConfigError(f"{flag}: {run_dir!r} holds a run of experiment "
                       f"{saved_experiment!r}, not {experiment!r}")
   return saved_experiment, override(config, overrides)
 
@@ -173,15 +180,20 @@ def main(argv=None) -> int:
   try:
     experiment, overrides, options = parse_args(argv)
     run_dir = options.get("run_dir", "")
-    if options.get("help") or (experiment is None
-                               and not options.get("resume")):
+    saved_run = options.get("resume") or (
+        options.get("eval_only") and run_dir
+        and os.path.exists(os.path.join(run_dir, "config.json")))
+    if options.get("help"):
       _print_help(experiment, overrides)
-      return 0 if options.get("help") else 2
-    if options.get("resume"):
-      experiment, config = _resumed_config(experiment, overrides, run_dir)
-    elif options.get("eval_only") and run_dir and os.path.exists(
-        os.path.join(run_dir, "config.json")):
-      config = override(saved_config(run_dir)[1], overrides)
+      return 0
+    if experiment is None and not saved_run:
+      _print_help(None, overrides)
+      raise ConfigError("no EXPERIMENT given (or --resume/--eval_only with "
+                        "--run_dir=DIR of a saved run)")
+    if saved_run:
+      flag = "--resume" if options.get("resume") else "--eval_only"
+      experiment, config = _saved_run_config(flag, experiment, overrides,
+                                             run_dir)
     else:
       config = override(load_experiment(experiment), overrides)
     name = pathlib.Path(experiment).stem
