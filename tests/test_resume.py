@@ -2,6 +2,7 @@
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -19,10 +20,12 @@ from metajax.training import trainer as train
 from metajax.training.checkpoint import Checkpointer, CorruptCheckpointError
 from metajax.training.config import Config, override
 
+NUM_STEPS = 3000  # long enough that a kill after step ~1000 lands mid-training
 RUN_ARGS = ["sine", "--model.hidden_sizes=8", "--outer.meta_batch_size=4",
             "--task.support_points=5", "--task.query_points=5",
-            "--outer.num_meta_steps=1500", "--outer.steps_per_call=10",
+            f"--outer.num_meta_steps={NUM_STEPS}", "--outer.steps_per_call=10",
             "--run.log_every=50", "--run.checkpoint_every=100",
+            "--run.keep_checkpoints=100",  # every checkpoint stays to be seen
             "--eval.num_tasks=10", "--task.eval_query_points=5",
             "--no_progress"]
 
@@ -38,38 +41,81 @@ def _steps_checkpointed(run_dir):
   return [d for d in os.listdir(path) if d.isdigit()] if os.path.isdir(path) else []
 
 
+def _newest_checkpoint(run_dir) -> int:
+  return max(map(int, _steps_checkpointed(run_dir)), default=0)
+
+
+def _records(run_dir):
+  with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def _kill_after_checkpoint(process, run_dir, step, delay):
+  """SIGKILLs `process` `delay` seconds after the checkpoint at `step` (or a
+  later one) exists; fails if the process ends on its own first."""
+  deadline = time.time() + 240
+  while (_newest_checkpoint(run_dir) < step and process.poll() is None
+         and time.time() < deadline):
+    time.sleep(0.01)
+  reached = _newest_checkpoint(run_dir) >= step
+  if reached:
+    time.sleep(delay)
+  process.send_signal(signal.SIGKILL)
+  out = process.communicate()[0].decode()
+  assert reached, f"no checkpoint at step {step} in time:\n{out}"
+  assert process.returncode == -signal.SIGKILL, out
+
+
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
   reference, killed = str(tmp_path / "reference"), str(tmp_path / "killed")
   uninterrupted = _cli(*RUN_ARGS, f"--run_dir={reference}")
-  rng = random.Random(0)
-  for attempt in range(2):  # kill twice, at random moments after a checkpoint
-    args = RUN_ARGS + [f"--run_dir={killed}"] + (["--resume"] if attempt else [])
-    victim = _cli(*args)
-    deadline = time.time() + 120
-    seen = len(_steps_checkpointed(killed))
-    while len(_steps_checkpointed(killed)) <= seen and victim.poll() is None:
-      assert time.time() < deadline, "no checkpoint was written in time"
-      time.sleep(0.05)
-    time.sleep(rng.uniform(0.0, 1.0))
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-  resumed = _cli("--resume", f"--run_dir={killed}", "--no_progress")
-  out, _ = resumed.communicate(timeout=300)
-  assert resumed.returncode == 0, out.decode()
-  out, _ = uninterrupted.communicate(timeout=300)
+  try:
+    rng = random.Random(0)
+    # Killed twice mid-training, each time a random moment (up to 0.05 s)
+    # after a checkpoint, the second run resuming the first.
+    _kill_after_checkpoint(_cli(*RUN_ARGS, f"--run_dir={killed}"), killed,
+                           step=500, delay=rng.uniform(0.0, 0.05))
+    first_stop = _newest_checkpoint(killed)
+    assert 500 <= first_stop < NUM_STEPS
+    _kill_after_checkpoint(
+        _cli(*RUN_ARGS, f"--run_dir={killed}", "--resume"), killed,
+        step=first_stop + 500, delay=rng.uniform(0.0, 0.05))
+    resumed_from = _newest_checkpoint(killed)
+    assert first_stop + 500 <= resumed_from < NUM_STEPS
+    # Training never finished: no final files yet.
+    assert not os.path.exists(os.path.join(killed, "results.json"))
+    assert not os.path.exists(os.path.join(killed, "params.msgpack"))
+    logged_before = _records(killed)
+
+    # The progress bar (on stderr) shows where the last run starts.
+    resumed = _cli("--resume", f"--run_dir={killed}")
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out.decode()
+    counts = re.findall(rf"(\d+)/{NUM_STEPS} ", out.decode())
+    assert int(counts[0]) == resumed_from and int(counts[-1]) == NUM_STEPS
+    out, _ = uninterrupted.communicate(timeout=300)
+  finally:
+    if uninterrupted.poll() is None:  # a failure above
+      uninterrupted.kill()
+      uninterrupted.wait()
   assert uninterrupted.returncode == 0, out.decode()
 
+  results = json.load(open(os.path.join(killed, "results.json")))
+  assert results["meta_steps_done"] == NUM_STEPS
+  assert _newest_checkpoint(killed) == NUM_STEPS
   with open(os.path.join(reference, "params.msgpack"), "rb") as a, \
        open(os.path.join(killed, "params.msgpack"), "rb") as b:
     assert a.read() == b.read()
-  for run_dir in (reference, killed):
-    steps = [json.loads(line)["step"]
-             for line in open(os.path.join(run_dir, "metrics.jsonl"))]
-    assert steps == list(range(50, 1501, 50)), run_dir
-  # Logged values agree too (not just the step numbers).
-  ref = [json.loads(l)["meta_loss"] for l in open(os.path.join(reference, "metrics.jsonl"))]
-  got = [json.loads(l)["meta_loss"] for l in open(os.path.join(killed, "metrics.jsonl"))]
-  assert ref == got
+  logged = _records(killed)
+  # The lines up to the checkpoint resumed from are the earlier runs' own.
+  assert logged[:resumed_from // 50] == [
+      r for r in logged_before if r["step"] <= resumed_from]
+  expected = _records(reference)
+  assert [r["step"] for r in expected] == list(range(50, NUM_STEPS + 1, 50))
+  assert [r["step"] for r in logged] == [r["step"] for r in expected]
+  # Every logged value agrees, bit for bit (wall times aside).
+  drop_time = lambda r: {k: v for k, v in r.items() if k != "elapsed_seconds"}
+  assert list(map(drop_time, logged)) == list(map(drop_time, expected))
 
 
 def test_fresh_run_refuses_an_existing_run_directory(tmp_path):
@@ -98,6 +144,17 @@ def test_checkpoint_roundtrip_is_exact(tmp_path):
   for a, b in zip(jax.tree.leaves((state.params, state.opt_state)),
                   jax.tree.leaves((restored.params, restored.opt_state))):
     np.testing.assert_array_equal(a, b)
+
+
+def test_save_refuses_a_step_that_is_not_newer(tmp_path):
+  # Orbax skips such a save silently; a resume past a corrupted checkpoint
+  # once lost its checkpoints that way.
+  checkpointer = Checkpointer(str(tmp_path))
+  checkpointer.save(_state()._replace(step=jnp.array(2, jnp.int32)))
+  for step in (1, 2):
+    with pytest.raises(ValueError, match=f"step {step} not written"):
+      checkpointer.save(_state()._replace(step=jnp.array(step, jnp.int32)))
+  assert checkpointer.steps() == [2]
 
 
 def _corrupt_newest(directory):

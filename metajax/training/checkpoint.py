@@ -51,14 +51,34 @@ class Checkpointer:
             enable_async_checkpointing=False))
 
   def save(self, state: MetaState) -> int:
-    """Writes `state` at its step (synchronously); returns the step."""
+    """Writes `state` at its step (synchronously); returns the step.
+
+    Raises ValueError when a checkpoint at that step or a later one exists:
+    Orbax would skip the save without a word.
+    """
     tree = jax.device_get(_to_saveable(state))
     step = int(tree["step"])
-    self._manager.save(step, args=ocp.args.Composite(
+    saved = self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(tree),
         digest=ocp.args.JsonSave({"sha256": state_digest(tree)})))
+    if not saved:
+      raise ValueError(f"checkpoint at step {step} not written: "
+                       f"{self.directory} holds steps {self.steps()}")
     self._manager.wait_until_finished()
     return step
+
+  def set_aside(self, step: int) -> str:
+    """Moves the checkpoint at `step` out of the directory (into
+    `unreadable_checkpoints/<step>` beside it), so that the run can write
+    that step again; nothing is deleted. Returns the new path."""
+    target = os.path.join(os.path.dirname(self.directory),
+                          "unreadable_checkpoints", str(step))
+    if os.path.exists(target):
+      target = f"{target}-{len(os.listdir(os.path.dirname(target)))}"
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    os.rename(os.path.join(self.directory, str(step)), target)
+    self._manager.reload()
+    return target
 
   def steps(self) -> list:
     return sorted(self._manager.all_steps())

@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import time
+import warnings
 from typing import Any
 
 import jax
@@ -178,6 +179,14 @@ def _resume(run, run_dir, checkpointer):
   """The newest valid checkpoint's state, with the metrics log cut to it."""
   state = checkpointer.restore(run.state)
   step = int(state.step)
+  # Newer checkpoints failed to load (each was reported); they are moved
+  # aside, not deleted, or the run could never write its own at those steps
+  # (Orbax does not overwrite).
+  for newer in checkpointer.steps():
+    if newer > step:
+      moved = checkpointer.set_aside(newer)
+      warnings.warn(f"the unreadable checkpoint at step {newer} was moved to "
+                    f"{moved}")
   metrics_path = os.path.join(run_dir, "metrics.jsonl")
   if os.path.exists(metrics_path):
     kept = [r for r in run_io.read_metrics(metrics_path) if r["step"] <= step]
