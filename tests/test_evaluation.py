@@ -15,7 +15,7 @@ import pytest
 
 import metajax as mj
 from metajax.core.evaluation import (
-    adaptation_curves, mean_and_interval, summarize_curves)
+    adaptation_curves, diverged_tasks, mean_and_interval, summarize_curves)
 from metajax.training.run_io import read_json, write_json
 
 NAN, INF = float("nan"), float("inf")
@@ -80,8 +80,11 @@ def _curves():
 
 def test_adaptation_curves_keep_diverged_tasks():
   curves = _curves()
-  assert curves.keys() == {"loss"} and curves["loss"].shape == (5, 3)
+  assert curves.keys() == {"loss", "support_loss"}
+  assert curves["loss"].shape == (5, 3)
   np.testing.assert_array_equal(curves["loss"], EXPECTED_LOSSES)
+  # Support = query here, so the support loss is the same curve.
+  np.testing.assert_array_equal(curves["support_loss"], EXPECTED_LOSSES)
 
 
 def test_summary_reports_diverged_tasks(tmp_path):
@@ -89,6 +92,7 @@ def test_summary_reports_diverged_tasks(tmp_path):
   assert summary.keys() == {"step_0", "step_2"}
   for got in summary.values():
     assert got["num_nonfinite"] == 2
+    assert got["num_diverged"] == 2  # the inf and the NaN task
     assert math.isnan(got["mean"]) and math.isnan(got["ci95"])
   # Sorted with NaN as +inf, the middle one: the third finite loss (step 0:
   # 0.25, 1, 2.25, inf, inf; step 2: 0.00055, 0.0625, 0.1465, inf, inf).
@@ -109,7 +113,29 @@ def test_summary_reports_diverged_tasks(tmp_path):
   assert read_json(str(path)) == loaded
   step_0 = loaded["evaluation"]["K=1"]["step_0"]
   assert step_0 == {"mean": "nan", "ci95": "nan", "median": 2.25,
-                    "num_nonfinite": 2}
+                    "num_nonfinite": 2, "num_diverged": 2}
   assert loaded["inf"]["mean"] == "inf"
   assert math.isnan(float(step_0["mean"]))
   assert float(loaded["inf"]["mean"]) == INF
+
+
+def test_diverged_tasks_are_those_whose_support_loss_explodes():
+  support_loss = np.array([
+      [1.0, 0.5, 0.2, 0.1],      # converges
+      [1.0, 5.0, 9.0, 9.5],      # grows, but under 10x its start
+      [1.0, 3.0, 11.0, 2.0],     # past 10x at step 2: diverged from then on
+      [2.0, INF, 1.0, 1.0],      # non-finite at step 1
+      [0.0, 1e-3, 0.005, 0.02],  # from a perfect start: 0.02 > 10 x 1e-3
+  ])
+  np.testing.assert_array_equal(diverged_tasks(support_loss), [
+      [False, False, False, False],
+      [False, False, False, False],
+      [False, False, True, True],
+      [False, True, True, True],
+      [False, False, False, True],
+  ])
+  curves = {"loss": support_loss[:, ::-1].copy(), "support_loss": support_loss}
+  summary = summarize_curves(curves, steps=(0, 1, 3))
+  assert summary.keys() == {"loss"}  # the support loss is not reported
+  assert [summary["loss"][f"step_{n}"]["num_diverged"] for n in (0, 1, 3)] == [
+      0, 1, 3]

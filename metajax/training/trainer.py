@@ -316,6 +316,13 @@ def evaluate_saved(config: Config, run_dir: str) -> dict:
   return results
 
 
+def _diverged_note(stats: dict) -> str:
+  """" (median M, N diverged)" where some tasks diverged, else ""."""
+  if not stats.get("num_diverged"):
+    return ""
+  return f" (median {stats['median']:.4g}, {stats['num_diverged']} diverged)"
+
+
 def format_results(results: dict) -> str:
   """A short human-readable summary of the evaluation."""
   lines = []
@@ -323,7 +330,7 @@ def format_results(results: dict) -> str:
     for name, per_step in (metrics.items() if "step_0" not in metrics
                            else [("", metrics)]):
       cells = ", ".join(f"{step}: {v['mean']:.4g} ± {v['ci95']:.2g}"
-                        for step, v in per_step.items())
+                        + _diverged_note(v) for step, v in per_step.items())
       lines.append(f"{setting} {name}: {cells}".replace("  ", " "))
   if results.get("stopped_by_time_limit"):
     lines.append(f"stopped by max_train_seconds after "
