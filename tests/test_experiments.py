@@ -1,6 +1,7 @@
 """Every experiment config is valid; the seed's examples behave as documented."""
 import pytest
 
+from algorithm_problems import take_steps
 from conftest import data_dir_or_none
 from metajax.training import cli as main
 from metajax.training import trainer as train
@@ -39,8 +40,18 @@ def test_seed_degenerate_setting_has_nothing_to_meta_learn(tmp_path):
   assert 0.008 < after < 0.015
 
 
-def test_seed_linear_distribution_is_meta_learned(tmp_path):
-  results = _train_seed(tmp_path, "seed_linear", 1000)
-  curve = results["evaluation"]["K=10"]
+def test_seed_linear_distribution_is_meta_learned():
+  config = override(main.load_experiment("seed_linear"),
+                    {"outer.num_meta_steps": 1000, "eval.num_tasks": 100})
+  run = train.build_run(config)
+  untrained = train.evaluate(run, run.state.params)["K=10"]
+  state, _ = take_steps(run, 1000 // config.outer.steps_per_call)
+  assert int(state.step) == 1000 and int(state.nonfinite_count) == 0
+  curve = train.evaluate(run, state.params)["K=10"]
   assert curve["step_0"]["mean"] > 1.0     # one init cannot fit every line
   assert curve["step_5"]["mean"] < 0.1 * curve["step_0"]["mean"]  # 5 steps can
+  # Both hold for the untrained initialisation too; what meta-training adds
+  # is a start from which 5 steps fit the same 100 tasks better (0.14 vs
+  # 0.17 when written).
+  assert curve["step_5"]["mean"] < 0.9 * untrained["step_5"]["mean"], (
+      curve, untrained)

@@ -109,8 +109,9 @@ def _temp_bytes(algorithm, inner_steps):
                             outer__meta_batch_size=2)
   found, _, problem = trainer.build_problem(config)
   assert found.name == algorithm
-  params = problem.init_params(jax.random.key(0))
-  tasks = problem.train_sampler(jax.random.key(1))
+  # Compiled for abstract arguments: only the shapes matter here.
+  params = jax.eval_shape(problem.init_params, jax.random.key(0))
+  tasks = jax.eval_shape(problem.train_sampler, jax.random.key(1))
   compiled = jax.jit(found.make_meta_grad(config, problem)).lower(
       params, tasks, jax.random.key(2), STEP).compile()
   return compiled.memory_analysis().temp_size_in_bytes

@@ -80,7 +80,7 @@ def test_mamlpp_per_step_rate_gradient_matches_central_differences(x64):
           "log_lr": init_log_rates(params, 0.3, num_steps=2)}
   inner = mj.InnerLoop(loss_fn=loss_fn, num_steps=2, learning_rate=0.3)
   objective = lambda m: _mamlpp_objective(m, tasks, inner, 3, 10, False)
-  grads = jax.grad(objective)(meta)
+  grads = jax.jit(jax.grad(objective))(meta)
   assert jax.tree.leaves(grads["log_lr"])[0].shape == (2,)
   flat, unravel = jax.flatten_util.ravel_pytree(meta["log_lr"])
   numeric = _central_differences(

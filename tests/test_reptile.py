@@ -42,8 +42,8 @@ def _inner():
 def test_batched_update_is_params_minus_mean_adapted(x64):
   tasks, a, c = _quadratic_tasks(5)
   w = np.array([0.3, -1.0, 2.0])
-  grads, metrics = reptile_meta_grad(_inner())({"w": jnp.asarray(w)}, tasks,
-                                               jax.random.key(0), STEP)
+  grads, metrics = jax.jit(reptile_meta_grad(_inner()))(
+      {"w": jnp.asarray(w)}, tasks, jax.random.key(0), STEP)
   adapted = [_closed_form(w, a[t], c[t]) for t in range(5)]
   np.testing.assert_allclose(grads["w"], w - np.mean(adapted, axis=0),
                              rtol=1e-12, atol=1e-14)
@@ -67,7 +67,8 @@ def test_outer_sgd_step_is_reptiles_interpolation(x64):
 def test_serial_update_interpolates_task_after_task(x64, num_tasks):
   tasks, a, c = _quadratic_tasks(num_tasks, seed=1)
   w, epsilon = np.array([0.5, 0.5, -2.0]), 0.4
-  grads, _ = reptile_meta_grad(_inner(), serial=True, epsilon=epsilon)(
+  grads, _ = jax.jit(reptile_meta_grad(_inner(), serial=True,
+                                       epsilon=epsilon))(
       {"w": jnp.asarray(w)}, tasks, jax.random.key(0), STEP)
   current = w
   for t in range(num_tasks):
@@ -76,6 +77,6 @@ def test_serial_update_interpolates_task_after_task(x64, num_tasks):
   np.testing.assert_allclose(w - epsilon * grads["w"], current, rtol=1e-12,
                              atol=1e-14)
   if num_tasks == 1:  # meta-batch 1: serial and batched coincide
-    batched, _ = reptile_meta_grad(_inner())({"w": jnp.asarray(w)}, tasks,
-                                             jax.random.key(0), STEP)
+    batched, _ = jax.jit(reptile_meta_grad(_inner()))(
+        {"w": jnp.asarray(w)}, tasks, jax.random.key(0), STEP)
     np.testing.assert_allclose(grads["w"], batched["w"], rtol=1e-12)
