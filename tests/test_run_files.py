@@ -163,8 +163,9 @@ def test_metrics_and_results_hold_the_documented_fields(base_run):
   curve = results["evaluation"]["K=5"]
   assert list(curve) == ["step_0", "step_1", "step_2"]
   for stats in curve.values():
-    assert set(stats) == {"mean", "ci95", "median", "num_nonfinite"}
-    assert stats["num_nonfinite"] == 0
+    assert set(stats) == {"mean", "ci95", "median", "num_nonfinite",
+                          "num_diverged"}
+    assert stats["num_nonfinite"] == 0 and stats["num_diverged"] == 0
     for name in ("mean", "ci95", "median"):
       assert math.isfinite(stats[name]) and stats[name] > 0, (name, stats)
 
