@@ -1,11 +1,28 @@
 """Shared test settings: strict numerics, float64 on demand, data location."""
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 import jax
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# One compilation cache for the whole test session, this process and the
+# processes the tests start (the variables are inherited): many tests build
+# the same tiny programs, and a program compiled once is then loaded, not
+# compiled again. The executables are the ones XLA would compile, so no
+# result changes; the folder goes when the session ends.
+_CACHE_DIR = tempfile.mkdtemp(prefix="metajax-test-xla-cache-")
+atexit.register(shutil.rmtree, _CACHE_DIR, ignore_errors=True)
+_CACHE = {"jax_compilation_cache_dir": _CACHE_DIR,
+          "jax_persistent_cache_min_compile_time_secs": 0,
+          "jax_persistent_cache_min_entry_size_bytes": 0}
+for _name, _value in _CACHE.items():
+  jax.config.update(_name, _value)
+  os.environ.setdefault(_name.upper(), str(_value))
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
