@@ -16,6 +16,7 @@ import pytest
 
 import metajax as mj
 from conftest import REPO_ROOT
+from metajax.training import run_io
 from metajax.training import trainer as train
 from metajax.training.checkpoint import Checkpointer, CorruptCheckpointError
 from metajax.training.config import Config, override
@@ -46,8 +47,7 @@ def _newest_checkpoint(run_dir) -> int:
 
 
 def _records(run_dir):
-  with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
+  return run_io.read_metrics(os.path.join(run_dir, "metrics.jsonl"))
 
 
 def _kill_after_checkpoint(process, run_dir, step, delay):

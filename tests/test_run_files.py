@@ -28,12 +28,12 @@ from flax import serialization
 from conftest import REPO_ROOT
 from metajax import tasks
 from metajax.tasks import regression
-from metajax.training import cli
+from metajax.training import cli, run_io
 from metajax.training import trainer as train
 from metajax.training.checkpoint import Checkpointer
 from metajax.training.config import (
     ConfigError, override, resolve_formulations)
-from test_resume import _corrupt_newest
+from test_resume import _corrupt_newest, _records
 
 TINY = {"model.hidden_sizes": "8", "outer.meta_batch_size": "4",
         "task.support_points": "5", "task.query_points": "5",
@@ -51,14 +51,8 @@ METRICS_FIELDS = {"step", "meta_loss", "pre_loss", "post_loss", "grad_norm",
                   "nonfinite", "elapsed_seconds"}
 
 
-def _records(run_dir):
-  with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
-
-
 def _read_json(run_dir, name):
-  with open(os.path.join(run_dir, name)) as f:
-    return json.load(f)
+  return run_io.read_json(os.path.join(run_dir, name))
 
 
 def _read_bytes(run_dir, name):

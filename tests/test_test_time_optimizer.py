@@ -9,6 +9,7 @@ import pytest
 
 from algorithm_problems import tiny_sine_config
 from metajax import algorithms
+from metajax.algorithms import _partition, anil
 from metajax.core.inner import differentiable_adam
 from metajax.training import trainer as train
 
@@ -20,13 +21,6 @@ def _curve(run, params, inner):
   """The K=5 query-MSE curve of `run`'s protocol with `inner`."""
   (curve,) = run.problem.evaluate(params, inner, "test", 6).values()
   return np.array([stats["mean"] for stats in curve.values()])
-
-
-def _mask_head(params):
-  """True on the head's leaves (the MLP's last Dense), as ANIL's partition."""
-  last = sorted(params["params"])[-1]
-  return {"params": {name: jax.tree.map(lambda _: name == last, tree)
-                     for name, tree in params["params"].items()}}
 
 
 @pytest.mark.parametrize("algorithm", ["maml", "anil"])  # both code paths
@@ -41,8 +35,9 @@ def test_adam_trained_runs_adapt_with_adam_at_test(algorithm):
   # the adapted leaves (all of them, or the head for ANIL) ...
   adam = differentiable_adam(0.05)
   if algorithm == "anil":
-    labels = jax.tree.map(lambda m: "adapt" if m else "freeze",
-                          _mask_head(meta_params))
+    head_mask = _partition.mask_of(
+        meta_params, anil.partition_fn(config, run.problem))
+    labels = jax.tree.map(lambda m: "adapt" if m else "freeze", head_mask)
     adam = optax.multi_transform(
         {"adapt": adam, "freeze": optax.set_to_zero()}, labels)
   by_hand = dataclasses.replace(inner, optimizer=adam)

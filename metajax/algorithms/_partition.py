@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import optax
 
-from metajax.algorithms.base import inner_loop, inner_optimizer
+from metajax.algorithms.base import explicit_inner_optimizer, inner_loop
 from metajax.algorithms.maml import maml_meta_grad
 from metajax.core.objective import InnerLoop, maml_task_loss
 from metajax.settings import ConfigError, Section, setting
@@ -149,7 +149,7 @@ def partial_eval_adaptation(config, problem, meta_params, partition_fn):
   adapted leaves, as in meta-training; zero for the rest."""
   labels = lambda params: jax.tree.map(
       lambda m: "adapt" if m else "freeze", mask_of(params, partition_fn))
-  adapt = inner_optimizer(config) or optax.sgd(config.inner.lr)
   optimizer = optax.multi_transform(
-      {"adapt": adapt, "freeze": optax.set_to_zero()}, labels)
+      {"adapt": explicit_inner_optimizer(config),
+       "freeze": optax.set_to_zero()}, labels)
   return meta_params, inner_loop(config, problem, optimizer=optimizer)

@@ -11,6 +11,8 @@ A meta-gradient function is `meta_grad_fn(params, tasks, key, step) ->
 import dataclasses
 from typing import Any, Callable, Optional
 
+import optax
+
 from metajax.core.inner import differentiable_adam
 from metajax.core.meta_step import MetaGradFn
 from metajax.core.objective import InnerLoop
@@ -44,6 +46,12 @@ def inner_optimizer(config):
   if config.inner.optimizer == "adam":
     return differentiable_adam(config.inner.lr)
   return None
+
+
+def explicit_inner_optimizer(config) -> optax.GradientTransformation:
+  """`inner_optimizer(config)`, with plain SGD at `inner.lr` as an optax
+  transformation too (for wrapping: proximal terms, partitions)."""
+  return inner_optimizer(config) or optax.sgd(config.inner.lr)
 
 
 def inner_loop(config, problem, **overrides) -> InnerLoop:

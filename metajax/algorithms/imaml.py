@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metajax.algorithms.base import Algorithm, inner_loop, inner_optimizer
+from metajax.algorithms.base import (
+    Algorithm, configured_eval_optimizer, explicit_inner_optimizer, inner_loop)
 from metajax.core.objective import InnerLoop, query_metrics
 from metajax.settings import Section, positive, positive_int, setting
 
@@ -124,8 +125,8 @@ def make_meta_grad(config, problem):
 
 
 def eval_adaptation(config, problem, meta_params):
-  base = inner_optimizer(config) or optax.sgd(config.inner.lr)
-  optimizer = proximal(meta_params, config.algorithm.lam, base)
+  optimizer = proximal(meta_params, config.algorithm.lam,
+                       explicit_inner_optimizer(config))
   return meta_params, inner_loop(config, problem, optimizer=optimizer)
 
 
@@ -133,6 +134,6 @@ ALGORITHM = Algorithm(
     name="imaml", family="optimization", config_class=ImamlConfig,
     make_meta_grad=make_meta_grad, eval_adaptation=eval_adaptation,
     eval_optimizer=lambda config: (
-        f"{config.inner.optimizer} at inner.lr={config.inner.lr} on the "
-        f"proximal loss (algorithm.lam={config.algorithm.lam})"),
+        f"{configured_eval_optimizer(config)} on the proximal loss "
+        f"(algorithm.lam={config.algorithm.lam})"),
     uses_forward_mode=True)

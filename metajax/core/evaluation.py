@@ -37,13 +37,15 @@ def adaptation_curves(params, inner: InnerLoop, tasks: TaskBatch,
     the task's own support set, from which divergence is judged.
   """
   def one_task(task):
-    per_step = lambda p: {**query_metrics(inner, p, task.query, ""),
-                          SUPPORT_LOSS: inner.loss_fn(p, task.support)}
+    per_step = lambda p: query_metrics(inner, p, task.query, "")
     result = inner.run(params, task.support, num_steps=max_steps,
                        first_order=True, per_step_fn=per_step)
-    start = per_step(params)
-    return jax.tree.map(lambda s, rest: jnp.concatenate([s[None], rest]),
-                        start, result.per_step)
+    curves = jax.tree.map(lambda s, rest: jnp.concatenate([s[None], rest]),
+                          per_step(params), result.per_step)
+    # The inner loop's support loss before each step, then after the last.
+    final = inner.loss_fn(result.params, task.support)
+    curves[SUPPORT_LOSS] = jnp.concatenate([result.losses, final[None]])
+    return curves
 
   num_tasks = jax.tree.leaves(tasks)[0].shape[0]
   chunk = min(chunk_size, num_tasks)

@@ -75,9 +75,9 @@ def family_of(task_config: RegressionConfig):
                      noise_std=task_config.noise_std)
 
 
-# The key stream of each evaluation split under `eval.seed`: the meta-test
-# tasks use the seed's key itself, validation a key folded from it.
-EVAL_SPLIT_STREAMS = {"test": None, "val": 1}
+# Validation tasks come from `eval.seed`'s key folded with this; the
+# meta-test tasks from that key itself.
+VALIDATION_STREAM = 1
 
 
 def build(config, formulations: Formulations) -> Problem:
@@ -96,13 +96,13 @@ def build(config, formulations: Formulations) -> Problem:
   def eval_tasks(split="test", num_tasks=None):
     # Every split is the same family; validation tasks get a key of their
     # own, so what validation monitors never includes a meta-test task.
-    if split not in EVAL_SPLIT_STREAMS:
-      raise ValueError(f"regression evaluation split must be one of "
-                       f"{sorted(EVAL_SPLIT_STREAMS)}, got {split!r}")
+    if split not in ("test", "val"):
+      raise ValueError("regression evaluation split must be one of "
+                       f"['test', 'val'], got {split!r}")
     num_tasks = num_tasks or config.eval.num_tasks
     root = jax.random.key(config.eval.seed)
-    if EVAL_SPLIT_STREAMS[split] is not None:
-      root = jax.random.fold_in(root, EVAL_SPLIT_STREAMS[split])
+    if split == "val":
+      root = jax.random.fold_in(root, VALIDATION_STREAM)
     sets = {}
     for shots in task.eval_shots:
       key = jax.random.fold_in(root, shots)

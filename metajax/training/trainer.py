@@ -280,16 +280,22 @@ def train(config: Config, run_dir: str, experiment: str = "",
       "meta_steps_done": steps_done,
       "stopped_by_time_limit": steps_done < outer.num_meta_steps,
       "nonfinite_steps": int(state.nonfinite_count),
-      "backend": jax.default_backend(),
-      "formulations": dataclasses.asdict(run.formulations),
-      "test_time_optimizer": run.algorithm.eval_optimizer(run.config),
       "final_metrics": run_io.read_metrics(
           os.path.join(run_dir, "metrics.jsonl"))[-1],
-      "evaluation": evaluate(run, state.params),
+      **_evaluation_record(run, state.params),
   }
   run_io.write_json(os.path.join(run_dir, "results.json"), results)
   write_plots(run, state.params, run_dir, experiment)
   return results
+
+
+def _evaluation_record(run: Run, meta_params) -> dict:
+  """The meta-test evaluation with what produced it, for results.json and
+  eval_results.json."""
+  return {"backend": jax.default_backend(),
+          "formulations": dataclasses.asdict(run.formulations),
+          "test_time_optimizer": run.algorithm.eval_optimizer(run.config),
+          "evaluation": evaluate(run, meta_params)}
 
 
 def write_plots(run: Run, meta_params, run_dir: str, experiment: str):
@@ -308,10 +314,7 @@ def evaluate_saved(config: Config, run_dir: str) -> dict:
   run = build_run(config)
   params = run_io.load_params(os.path.join(run_dir, "params.msgpack"),
                               run.state.params)
-  results = {"backend": jax.default_backend(),
-             "formulations": dataclasses.asdict(run.formulations),
-             "test_time_optimizer": run.algorithm.eval_optimizer(run.config),
-             "evaluation": evaluate(run, params)}
+  results = _evaluation_record(run, params)
   run_io.write_json(os.path.join(run_dir, "eval_results.json"), results)
   return results
 
