@@ -3,6 +3,7 @@
 The functional API is re-exported here (implementation in `metajax.core`):
 
   adapt            inner-loop adaptation of any params pytree (lax.scan)
+  with_line_search an inner optimizer whose steps never raise the loss
   InnerLoop        frozen settings of the inner loop
   maml_task_loss   post-adaptation query loss of one task
   meta_objective   vmapped mean over a TaskBatch
@@ -14,7 +15,8 @@ The functional API is re-exported here (implementation in `metajax.core`):
 """
 from metajax.algorithms.maml import maml_meta_grad
 from metajax.backend import CPU, PORTABLE, Formulations, for_backend
-from metajax.core.inner import AdaptResult, adapt, differentiable_adam
+from metajax.core.inner import (
+    AdaptResult, adapt, differentiable_adam, with_line_search)
 from metajax.core.losses import (
     accuracy_metric, classification_fns, cross_entropy_and_accuracy,
     cross_entropy_loss, mse_loss, tree_is_finite)

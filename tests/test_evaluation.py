@@ -11,6 +11,7 @@ import warnings
 
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import metajax as mj
@@ -139,3 +140,24 @@ def test_diverged_tasks_are_those_whose_support_loss_explodes():
   assert summary.keys() == {"loss"}  # the support loss is not reported
   assert [summary["loss"][f"step_{n}"]["num_diverged"] for n in (0, 1, 3)] == [
       0, 1, 3]
+
+
+def test_line_search_keeps_a_too_large_rate_from_diverging():
+  # Loss (w x - y)^2 with x = 3 has curvature 18 > 2 / rate = 8: plain SGD
+  # multiplies the error by |1 - 0.25 * 18| = 3.5 per step; with the line
+  # search the support loss never rises and reaches the minimum.
+  loss_fn = lambda params, batch: jnp.mean(
+      (params["w"] * batch[0] - batch[1]) ** 2)
+  points = (jnp.full((1, 1, 1), 3.0), jnp.zeros((1, 1, 1)))
+  tasks = mj.TaskBatch(points, points)
+  start = {"w": jnp.float32(1.0)}
+  plain = mj.InnerLoop(loss_fn=loss_fn, num_steps=1, learning_rate=0.25)
+  searched = mj.InnerLoop(
+      loss_fn=loss_fn, num_steps=1,
+      optimizer=mj.with_line_search(optax.sgd(0.25)))
+  grown = adaptation_curves(start, plain, tasks, max_steps=4)["loss"][0]
+  np.testing.assert_allclose(grown, 9.0 * 3.5 ** (2 * np.arange(5)),
+                             rtol=1e-5)
+  shrunk = adaptation_curves(start, searched, tasks, max_steps=4)["loss"][0]
+  assert np.all(np.diff(shrunk) < 0), shrunk
+  assert shrunk[-1] < 1e-3 * shrunk[0], shrunk

@@ -27,8 +27,9 @@ def _linear_loss(params, batch):
   return jnp.mean(jnp.square(x @ params["w"] - y))
 
 
-def _closed_form(theta, tasks, lam):
-  """Mean over tasks of d Lq(phi*)/d theta = lam (A + lam I)^-1 grad Lq(phi*).
+def _closed_form(theta, tasks, lam, damping=0.0):
+  """Mean over tasks of d Lq(phi*)/d theta = (I + A/lam)^-1 grad Lq(phi*),
+  or with CG damping ((1 + damping) I + A/lam)^-1 grad Lq(phi*).
 
   Support loss |X phi - y|^2 / n = phi^T A phi / 2 - b^T phi + const with
   A = 2 X^T X / n, b = 2 X^T y / n; phi* = (A + lam I)^-1 (b + lam theta).
@@ -41,7 +42,8 @@ def _closed_form(theta, tasks, lam):
     a_q, b_q = 2 * xq.T @ xq / len(yq), 2 * xq.T @ yq / len(yq)
     regularised = a_s + lam * np.eye(len(theta))
     phi = np.linalg.solve(regularised, b_s + lam * theta)
-    grads.append(lam * np.linalg.solve(regularised, a_q @ phi - b_q))
+    system = (1 + damping) * np.eye(len(theta)) + a_s / lam
+    grads.append(np.linalg.solve(system, a_q @ phi - b_q))
   return np.mean(grads, axis=0)
 
 
@@ -68,14 +70,32 @@ def test_implicit_gradient_matches_closed_form_and_unrolled(x64):
   exact = jax.jit(jax.grad(unrolled))({"w": jnp.asarray(theta)})
   np.testing.assert_allclose(grads["w"], exact["w"], rtol=1e-9, atol=1e-12)
   assert metrics["support_loss_end"] < metrics["support_loss_start"]
+  assert metrics["proximal_grad_norm"] < 1e-10
+  assert metrics["cg_not_positive_definite"] == 0
+
+
+def test_cg_damping_solves_the_damped_system(x64):
+  tasks, theta = _linear_tasks(), np.array([0.3, -0.2, 0.5])
+  inner = mj.InnerLoop(loss_fn=_linear_loss, num_steps=300, learning_rate=0.1)
+  meta_grad = imaml.imaml_meta_grad(inner, LAM, cg_steps=6, cg_damping=0.5)
+  grads, _ = jax.jit(meta_grad)({"w": jnp.asarray(theta)}, tasks,
+                                jax.random.key(0), STEP)
+  damped = _closed_form(theta, tasks, LAM, damping=0.5)
+  np.testing.assert_allclose(grads["w"], damped, rtol=1e-9, atol=1e-12)
+  assert not np.allclose(grads["w"], _closed_form(theta, tasks, LAM),
+                         rtol=1e-3)
 
 
 def test_implicit_gradient_matches_unrolled_on_converged_tanh_mlp(x64):
+  # The paper's lambda; the inner problem solved to a proximal-gradient
+  # norm below 1e-6, where the implicit gradient is the exact one.
   params, loss_fn, tasks = tanh_params_and_tasks()
-  lam, steps, lr = 5.0, 400, 0.05
+  lam, steps, lr = 1.0, 800, 0.05
   inner = mj.InnerLoop(loss_fn=loss_fn, num_steps=steps, learning_rate=lr)
-  grads, _ = jax.jit(imaml.imaml_meta_grad(inner, lam, cg_steps=40))(
+  grads, metrics = jax.jit(imaml.imaml_meta_grad(inner, lam, cg_steps=40))(
       params, tasks, jax.random.key(0), STEP)
+  assert metrics["proximal_grad_norm"] < 1e-6, metrics["proximal_grad_norm"]
+  assert metrics["cg_not_positive_definite"] == 0
 
   def unrolled(theta):  # differentiate through the converged proximal loop
     def one(task):
@@ -99,8 +119,28 @@ def test_conjugate_gradient_solves_spd_system(x64):
   b = {"u": jnp.asarray(rng.normal(size=3)), "v": jnp.asarray(rng.normal(size=2))}
   flat = lambda t: jnp.concatenate([t["u"], t["v"]])
   matvec = lambda t: (lambda y: {"u": y[:3], "v": y[3:]})(jnp.asarray(a) @ flat(t))
-  x = imaml.conjugate_gradient(matvec, b, num_steps=8)  # > 5: exact, then 0/0
+  x, indefinite = imaml.conjugate_gradient(matvec, b, num_steps=8)  # > 5
   np.testing.assert_allclose(flat(x), np.linalg.solve(a, flat(b)), rtol=1e-9)
+  assert not indefinite
+
+
+def test_conjugate_gradient_stops_at_negative_curvature(x64):
+  # diag(1, -1): the first direction b = (1, 1) has zero curvature, so CG
+  # flags the system and keeps x = 0 instead of dividing by zero.
+  matvec = lambda x: {"u": x["u"] * jnp.array([1.0, -1.0])}
+  x, indefinite = imaml.conjugate_gradient(
+      matvec, {"u": jnp.array([1.0, 1.0])}, num_steps=4)
+  assert indefinite
+  np.testing.assert_array_equal(x["u"], [0.0, 0.0])
+  # diag(2, -1) with b = (1, 0.1): a first positive step, then the residual
+  # direction meets the negative eigenvalue; the first iterate is kept.
+  matvec = lambda x: {"u": x["u"] * jnp.array([2.0, -1.0])}
+  b = jnp.array([1.0, 0.1])
+  x, indefinite = imaml.conjugate_gradient(matvec, {"u": b}, num_steps=4)
+  first = (b @ b) / (b @ (b * jnp.array([2.0, -1.0]))) * b
+  assert indefinite
+  assert np.all(np.isfinite(x["u"]))
+  np.testing.assert_allclose(x["u"], first, rtol=1e-12)
 
 
 def _temp_bytes(algorithm, inner_steps):

@@ -6,7 +6,7 @@ import optax
 import pytest
 
 import metajax as mj
-from metajax.algorithms.reptile import reptile_meta_grad
+from metajax.algorithms.reptile import reptile_meta_grad, step_batches
 
 DIM, LR, STEPS = 3, 0.1, 4
 STEP = jnp.zeros((), jnp.int32)  # every meta_grad_fn is given the step
@@ -80,3 +80,45 @@ def test_serial_update_interpolates_task_after_task(x64, num_tasks):
     batched, _ = jax.jit(reptile_meta_grad(_inner()))(
         {"w": jnp.asarray(w)}, tasks, jax.random.key(0), STEP)
     np.testing.assert_allclose(grads["w"], batched["w"], rtol=1e-12)
+
+
+def test_inner_batches_are_passes_over_reshuffled_data():
+  data = (jnp.arange(6.0)[:, None], jnp.arange(6))
+  batches = step_batches(data, jax.random.key(3), num_steps=5, batch_size=4)
+  assert batches[0].shape == (5, 4, 1) and batches[1].shape == (5, 4)
+  order = np.asarray(batches[1]).reshape(-1)
+  # 20 draws: three whole passes (permutations of the 6 examples), then 2.
+  for start in (0, 6, 12):
+    assert sorted(order[start:start + 6]) == list(range(6))
+  np.testing.assert_array_equal(np.asarray(batches[0])[..., 0], batches[1])
+  assert not np.array_equal(order[:6], order[6:12])  # reshuffled
+
+
+def test_mini_batch_steps_follow_their_batches(x64):
+  # Two examples per task (support and query, two different quadratics):
+  # with batches of one, each inner step is a step on one quadratic alone,
+  # in the order `step_batches` draws; a whole-data batch gives the mean.
+  tasks, _, _ = _quadratic_tasks(2)
+  other, a2, c2 = _quadratic_tasks(2, seed=1)
+  tasks = mj.TaskBatch(tasks.support, other.query)
+  _, a1, c1 = _quadratic_tasks(2)
+  w = np.array([0.3, -1.0, 2.0])
+  key = jax.random.key(5)
+  grads, _ = jax.jit(reptile_meta_grad(_inner(), inner_batch_size=1))(
+      {"w": jnp.asarray(w)}, tasks, key, STEP)
+  adapted = []
+  for t, task_key in enumerate(jax.random.split(key, 2)):
+    data = (jnp.stack([jnp.asarray(a1[t]), jnp.asarray(a2[t])]),
+            jnp.stack([jnp.asarray(c1[t]), jnp.asarray(c2[t])]))
+    index = np.asarray(step_batches((data[1][:, 0], jnp.arange(2)), task_key,
+                                    STEPS, 1)[1])[:, 0]
+    current = w
+    for i in index:
+      current = _closed_form(current, np.asarray(data[0][i]),
+                             np.asarray(data[1][i]), steps=1)
+    adapted.append(current)
+  np.testing.assert_allclose(grads["w"], w - np.mean(adapted, axis=0),
+                             rtol=1e-12, atol=1e-14)
+  whole, _ = jax.jit(reptile_meta_grad(_inner()))(
+      {"w": jnp.asarray(w)}, tasks, key, STEP)
+  assert not np.allclose(grads["w"], whole["w"], rtol=1e-3)

@@ -7,6 +7,7 @@ import numpy as np
 import optax
 import pytest
 
+import metajax as mj
 from algorithm_problems import tiny_sine_config
 from metajax import algorithms
 from metajax.algorithms import _partition, anil
@@ -56,3 +57,19 @@ def test_results_record_the_test_time_optimizer(tmp_path):
   metasgd = algorithms.get("metasgd")
   assert metasgd.eval_optimizer(tiny_sine_config({"algorithm": "metasgd"})) == (
       "sgd at the learned per-parameter rates")
+
+
+def test_eval_line_search_wraps_the_test_time_optimizer():
+  config = tiny_sine_config({"eval.line_search": True, "inner.lr": 0.05,
+                             **EVAL})
+  run = train.build_run(config)
+  meta_params = jax.tree.map(np.array, run.state.params)
+  params, searched = train.test_time_adaptation(run, meta_params)
+  by_hand = dataclasses.replace(
+      searched, optimizer=mj.with_line_search(optax.sgd(0.05)))
+  np.testing.assert_allclose(_curve(run, params, searched),
+                             _curve(run, params, by_hand), rtol=1e-6)
+  assert train.test_time_optimizer(run) == (
+      "sgd at inner.lr=0.05, backtracking line search on the support loss")
+  plain = train.build_run(tiny_sine_config({"inner.lr": 0.05, **EVAL}))
+  assert train.test_time_adaptation(plain, meta_params)[1].optimizer is None

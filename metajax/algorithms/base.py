@@ -30,6 +30,9 @@ class InnerConfig(Section):
   lr: float = setting(0.01, "inner learning rate (SGD, or Adam's)",
                       check=positive)
   optimizer: str = setting("sgd", "inner optimizer", choices=("sgd", "adam"))
+  adam_b1: float = setting(0.9, "Adam's first-moment decay (Reptile's "
+                           "paper: 0)", check=lambda v: None if 0 <= v < 1
+                           else "a number in [0, 1)")
   first_order: bool = setting(False, "drop second-order terms (FOMAML)")
   remat: bool = setting(False, "rematerialise each inner step (memory)")
 
@@ -44,7 +47,7 @@ def no_settings(name: str) -> type:
 def inner_optimizer(config):
   """The optax inner optimizer `config.inner` names (None: plain SGD)."""
   if config.inner.optimizer == "adam":
-    return differentiable_adam(config.inner.lr)
+    return differentiable_adam(config.inner.lr, b1=config.inner.adam_b1)
   return None
 
 
@@ -87,7 +90,11 @@ def configured_eval_adaptation(config, problem, meta_params):
 
 
 def configured_eval_optimizer(config) -> str:
-  return f"{config.inner.optimizer} at inner.lr={config.inner.lr}"
+  inner = config.inner
+  name = inner.optimizer
+  if name == "adam" and inner.adam_b1 != InnerConfig.adam_b1:
+    name = f"adam (b1={inner.adam_b1})"
+  return f"{name} at inner.lr={inner.lr}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,19 +2,29 @@
 
 Per task the inner problem is proximal,
   phi*(theta) = argmin_phi L_support(phi) + lambda/2 |phi - theta|^2,
-solved approximately by `inner.steps` steps of the inner optimizer from theta
-with the proximal gradient `lambda (phi - theta)` added to the loss gradient
-(`proximal` below). The loop is NOT differentiated: at the solution,
-d phi*/d theta = (I + H/lambda)^-1 with H the support-loss Hessian at phi, so
-the task's meta-gradient is `g = (I + H/lambda)^-1 grad L_query(phi)`,
-found by `algorithm.cg_steps` iterations of conjugate gradient using Hessian-vector
-products (forward-over-reverse). Memory does not grow with `inner_steps`.
-The estimate is exact when the inner problem is solved exactly.
+solved by `inner.steps` steps of the inner optimizer from theta on that
+proximal loss (`proximal` below); the achieved norm of its gradient,
+`proximal_grad_norm`, is reported, since everything below assumes phi is
+its minimiser. The loop is NOT differentiated: at the minimiser
+d phi*/d theta = (I + H/lambda)^-1 with H the support-loss Hessian at phi,
+so the task's meta-gradient is `g = (I + H/lambda)^-1 grad L_query(phi)`,
+found by `algorithm.cg_steps` iterations of conjugate gradient using
+Hessian-vector products (forward-over-reverse). Memory does not grow with
+`inner.steps`.
+
+The paper's regime is lambda of order 0.5-2 with an inner solver run to
+convergence (not lambda = 1 / inner.lr, which makes every SGD step restart
+from theta and never solves the proximal problem). `algorithm.cg_damping`
+solves ((1 + damping) I + H/lambda) g = grad instead, a Tikhonov damping
+that keeps CG well posed where H has curvature below -lambda. CG needs a
+positive definite system: a direction of non-positive curvature stops the
+task's CG at its last iterate, and `cg_not_positive_definite` counts the
+tasks of the meta-batch where that happened (never a NaN).
 
 Evaluation adapts with the same proximal inner optimizer.
 
 Config: `inner.steps`, `inner.lr`, `inner.optimizer`, `algorithm.lam`,
-`algorithm.cg_steps`.
+`algorithm.cg_steps`, `algorithm.cg_damping`.
 """
 import dataclasses
 from typing import Any, NamedTuple
@@ -26,7 +36,8 @@ import optax
 from metajax.algorithms.base import (
     Algorithm, configured_eval_optimizer, explicit_inner_optimizer, inner_loop)
 from metajax.core.objective import InnerLoop, query_metrics
-from metajax.settings import Section, positive, positive_int, setting
+from metajax.settings import (
+    Section, non_negative, positive, positive_int, setting)
 
 PyTree = Any
 
@@ -36,9 +47,12 @@ class ImamlConfig(Section):
   """iMAML's `algorithm` section."""
   NAME = "imaml"
   lam: float = setting(1.0, "proximal strength lambda in L(phi) + lambda/2 "
-                       "|phi - theta|^2", check=positive)
+                       "|phi - theta|^2 (the paper: 0.5-2)", check=positive)
   cg_steps: int = setting(5, "conjugate-gradient iterations for "
                           "(I + H/lambda)^-1 g", check=positive_int)
+  cg_damping: float = setting(0.0, "CG solves ((1 + damping) I + H/lambda) "
+                              "g = grad (0: the exact system)",
+                              check=non_negative)
 
 
 def proximal(theta: PyTree, lam: float, base: optax.GradientTransformation
@@ -54,26 +68,46 @@ def proximal(theta: PyTree, lam: float, base: optax.GradientTransformation
   return optax.chain(add, base)
 
 
-def conjugate_gradient(matvec, b: PyTree, num_steps: int) -> PyTree:
-  """`num_steps` CG iterations for `matvec(x) = b` from x = 0 (pytrees)."""
+class CGResult(NamedTuple):
+  """What `conjugate_gradient` returns.
+
+  Attributes:
+    solution: the last iterate x.
+    not_positive_definite: True where a search direction p had p^T A p <= 0
+      (A is not positive definite there); x is the iterate before it.
+  """
+  solution: PyTree
+  not_positive_definite: jax.Array
+
+
+def conjugate_gradient(matvec, b: PyTree, num_steps: int) -> CGResult:
+  """`num_steps` CG iterations for `matvec(x) = b` from x = 0 (pytrees).
+
+  Stops updating at the first direction of non-positive curvature (CG's
+  step would be infinite or uphill) or once the residual is exactly zero.
+  """
   dot = optax.tree.vdot
-  safe_div = lambda a, c: jnp.where(c > 0, a / jnp.where(c > 0, c, 1), 0.0)
 
   def body(_, carry):
-    x, r, p, rr = carry
+    x, r, p, rr, stopped, indefinite = carry
     ap = matvec(p)
-    alpha = safe_div(rr, dot(p, ap))
+    curvature = dot(p, ap)
+    bad = jnp.logical_not(curvature > 0) & jnp.logical_not(stopped) & (rr > 0)
+    indefinite = indefinite | bad
+    stopped = stopped | bad | jnp.logical_not(rr > 0)
+    alpha = jnp.where(stopped, 0.0, rr / jnp.where(stopped, 1.0, curvature))
     x = jax.tree.map(lambda x_, p_: x_ + alpha * p_, x, p)
     r = jax.tree.map(lambda r_, ap_: r_ - alpha * ap_, r, ap)
     rr_new = dot(r, r)
-    beta = safe_div(rr_new, rr)
+    beta = jnp.where(stopped, 0.0, rr_new / jnp.where(stopped, 1.0, rr))
     p = jax.tree.map(lambda r_, p_: r_ + beta * p_, r, p)
-    return x, r, p, rr_new
+    return x, r, p, rr_new, stopped, indefinite
 
   x0 = jax.tree.map(jnp.zeros_like, b)
-  init = (x0, b, b, dot(b, b))
-  x, _, _, _ = jax.lax.fori_loop(0, num_steps, body, init)
-  return x
+  false = jnp.zeros((), bool)
+  init = (x0, b, b, dot(b, b), false, false)
+  x, _, _, _, _, indefinite = jax.lax.fori_loop(0, num_steps, body, init)
+  return CGResult(x, indefinite)
 
 
 class ImplicitGrad(NamedTuple):
@@ -82,7 +116,8 @@ class ImplicitGrad(NamedTuple):
 
 
 def implicit_task_grad(theta, task, inner: InnerLoop, lam: float,
-                       cg_steps: int) -> ImplicitGrad:
+                       cg_steps: int, cg_damping: float = 0.0
+                       ) -> ImplicitGrad:
   """iMAML meta-gradient of one task's query loss at its proximal solution."""
   theta = jax.lax.stop_gradient(theta)
   base = inner.optimizer or optax.sgd(inner.learning_rate)
@@ -90,38 +125,55 @@ def implicit_task_grad(theta, task, inner: InnerLoop, lam: float,
                      inner_optimizer=proximal(theta, lam, base))
   phi = jax.lax.stop_gradient(result.params)
   query_grad = jax.grad(inner.loss_fn)(phi, task.query)
+  support_loss_end, support_grad_end = jax.value_and_grad(inner.loss_fn)(
+      phi, task.support)
   support_grad = lambda p: jax.grad(inner.loss_fn)(p, task.support)
 
-  def matvec(v):  # (I + H / lambda) v
+  def matvec(v):  # ((1 + damping) I + H / lambda) v
     hv = jax.jvp(support_grad, (phi,), (v,))[1]
-    return jax.tree.map(lambda v_, hv_: v_ + hv_ / lam, v, hv)
+    return jax.tree.map(lambda v_, hv_: (1 + cg_damping) * v_ + hv_ / lam,
+                        v, hv)
 
-  grads = conjugate_gradient(matvec, query_grad, cg_steps)
+  solved = conjugate_gradient(matvec, query_grad, cg_steps)
+  proximal_grad = jax.tree.map(lambda g, p, t: g + lam * (p - t),
+                               support_grad_end, phi, theta)
   pre = (query_metrics(inner, theta, task.query, "pre_")
          if inner.pre_metrics else {})
   metrics = {**pre, **query_metrics(inner, phi, task.query, "post_"),
              "support_loss_start": result.losses[0],
-             "support_loss_end": inner.loss_fn(phi, task.support),
+             "support_loss_end": support_loss_end,
+             "proximal_grad_norm": optax.tree.norm(proximal_grad),
              "proximal_distance": optax.tree.norm(
-                 jax.tree.map(jnp.subtract, phi, theta))}
-  return ImplicitGrad(grads, metrics)
+                 jax.tree.map(jnp.subtract, phi, theta)),
+             "cg_not_positive_definite": solved.not_positive_definite}
+  return ImplicitGrad(solved.solution, metrics)
 
 
-def imaml_meta_grad(inner: InnerLoop, lam: float, cg_steps: int):
-  """`meta_grad_fn(params, tasks, key, step)`: implicit gradients, vmapped."""
+def imaml_meta_grad(inner: InnerLoop, lam: float, cg_steps: int,
+                    cg_damping: float = 0.0):
+  """`meta_grad_fn(params, tasks, key, step)`: implicit gradients, vmapped.
+
+  Metrics are means over the meta-batch, except `cg_not_positive_definite`,
+  the number of its tasks whose CG met non-positive curvature.
+  """
   def meta_grad_fn(params, tasks, key, step):
     del key, step
-    grads_T, metrics_T = jax.vmap(
-        lambda t: implicit_task_grad(params, t, inner, lam, cg_steps))(tasks)
+    grads_T, metrics_T = jax.vmap(lambda t: implicit_task_grad(
+        params, t, inner, lam, cg_steps, cg_damping))(tasks)
+    indefinite_T = metrics_T.pop("cg_not_positive_definite")
     metrics = jax.tree.map(jnp.mean, metrics_T)
+    metrics["cg_not_positive_definite"] = jnp.sum(
+        indefinite_T.astype(jnp.float32))
     metrics["meta_loss"] = metrics["post_loss"]
     return jax.tree.map(lambda g_T: jnp.mean(g_T, axis=0), grads_T), metrics
   return meta_grad_fn
 
 
 def make_meta_grad(config, problem):
+  algorithm = config.algorithm
   return imaml_meta_grad(inner_loop(config, problem, first_order=True),
-                         config.algorithm.lam, config.algorithm.cg_steps)
+                         algorithm.lam, algorithm.cg_steps,
+                         algorithm.cg_damping)
 
 
 def eval_adaptation(config, problem, meta_params):

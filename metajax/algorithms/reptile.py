@@ -19,6 +19,10 @@ total displacement divided by epsilon, so the outer SGD step at `outer.lr`
 lands exactly on the sequentially interpolated weights. With meta-batch 1
 both versions coincide.
 
+Mini-batches (`algorithm.inner_batch_size`, as the paper's Omniglot runs: 5
+steps on batches of 10): each inner step sees that many of the task's
+examples, passes over the data reshuffled with the meta-step's key.
+
 Metrics: `pre_loss` is the query loss at theta (under `run.pre_metrics`),
 `post_loss` (= `meta_loss`) the loss on the task's data after adaptation.
 """
@@ -29,7 +33,8 @@ import jax.numpy as jnp
 
 from metajax.algorithms.base import Algorithm, inner_loop
 from metajax.core.objective import InnerLoop
-from metajax.settings import ConfigError, Section, setting
+from metajax.settings import (
+    ConfigError, Section, non_negative_int, setting)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +43,10 @@ class ReptileConfig(Section):
   NAME = "reptile"
   serial: bool = setting(False, "interpolate task after task (needs outer "
                          "SGD; epsilon = outer.lr)")
+  inner_batch_size: int = setting(
+      0, "examples per inner step, drawn without replacement and reshuffled "
+      "each pass over the task's data (0: all of it every step)",
+      check=non_negative_int)
 
 
 def check(config, problem):
@@ -55,9 +64,26 @@ def all_task_data(task):
                       task.query)
 
 
-def _adapt_task(params, task, inner: InnerLoop):
+def step_batches(data, key, num_steps: int, batch_size: int):
+  """`num_steps` mini-batches of `batch_size` examples of `data`, stacked:
+  consecutive slices of independent shuffles of its examples, so each pass
+  over the data sees every example once (Reptile's inner batches)."""
+  num_examples = jax.tree.leaves(data)[0].shape[0]
+  passes = -(-num_steps * batch_size // num_examples)
+  order = jnp.concatenate([jax.random.permutation(k, num_examples)
+                           for k in jax.random.split(key, passes)])
+  index_SxB = order[:num_steps * batch_size].reshape(num_steps, batch_size)
+  return jax.tree.map(lambda leaf: leaf[index_SxB], data)
+
+
+def _adapt_task(params, task, key, inner: InnerLoop, batch_size: int):
   data = all_task_data(task)
-  adapted = inner.run(params, data).params
+  if batch_size:
+    adapted = inner.run(params, step_batches(data, key, inner.num_steps,
+                                             batch_size),
+                        step_batches=True).params
+  else:
+    adapted = inner.run(params, data).params
   metrics = {"post_loss": inner.loss_fn(adapted, data)}
   if inner.pre_metrics:
     metrics["pre_loss"] = inner.loss_fn(params, task.query)
@@ -71,7 +97,7 @@ def _summary(metrics_T):
 
 
 def reptile_meta_grad(inner: InnerLoop, serial: bool = False,
-                      epsilon: float = 1.0):
+                      epsilon: float = 1.0, inner_batch_size: int = 0):
   """Reptile's `meta_grad_fn(params, tasks, key, step) -> (grads, metrics)`.
 
   Args:
@@ -79,28 +105,37 @@ def reptile_meta_grad(inner: InnerLoop, serial: bool = False,
     serial: interpolate task after task with `epsilon` (a `lax.scan`)
       instead of averaging the adapted weights of the whole batch.
     epsilon: the serial interpolation's outer step size.
+    inner_batch_size: examples per inner step (`step_batches`, drawn with
+      the step's key, one key per task); 0: all the task's data each step.
   """
   if serial and not epsilon > 0:
     raise ValueError(f"epsilon must be > 0, got {epsilon}")
 
+  adapt_task = lambda params, task, key: _adapt_task(
+      params, task, key, inner, inner_batch_size)
+
+  def task_keys(tasks, key):
+    return jax.random.split(key, jax.tree.leaves(tasks)[0].shape[0])
+
   def batched_grad_fn(params, tasks, key, step):
-    del key, step
-    adapted_T, metrics_T = jax.vmap(lambda t: _adapt_task(params, t, inner))(
-        tasks)
+    del step
+    adapted_T, metrics_T = jax.vmap(lambda t, k: adapt_task(params, t, k))(
+        tasks, task_keys(tasks, key))
     grads = jax.tree.map(lambda p, a_T: p - jnp.mean(a_T, axis=0), params,
                          adapted_T)
     return grads, _summary(metrics_T)
 
   def serial_grad_fn(params, tasks, key, step):
-    del key, step
+    del step
 
-    def interpolate(current, task):
-      adapted, metrics = _adapt_task(current, task, inner)
+    def interpolate(current, task_and_key):
+      adapted, metrics = adapt_task(current, *task_and_key)
       current = jax.tree.map(lambda c, a: c + epsilon * (a - c), current,
                              adapted)
       return current, metrics
 
-    final, metrics_T = jax.lax.scan(interpolate, params, tasks)
+    final, metrics_T = jax.lax.scan(interpolate, params,
+                                    (tasks, task_keys(tasks, key)))
     grads = jax.tree.map(lambda p, f: (p - f) / epsilon, params, final)
     return grads, _summary(metrics_T)
 
@@ -110,7 +145,8 @@ def reptile_meta_grad(inner: InnerLoop, serial: bool = False,
 def make_meta_grad(config, problem):
   inner = inner_loop(config, problem, first_order=True)
   return reptile_meta_grad(inner, serial=config.algorithm.serial,
-                           epsilon=config.outer.lr)
+                           epsilon=config.outer.lr,
+                           inner_batch_size=config.algorithm.inner_batch_size)
 
 
 ALGORITHM = Algorithm(name="reptile", family="optimization",

@@ -37,6 +37,24 @@ def differentiable_adam(learning_rate, **kwargs) -> optax.GradientTransformation
   return optax.adam(learning_rate, **kwargs)
 
 
+def with_line_search(base: optax.GradientTransformation,
+                     max_halvings: int = 30) -> optax.GradientTransformation:
+  """`base`'s steps scaled back until the loss decreases (Armijo).
+
+  Each step of `base` is scaled by s <= 1, halved from the last step's s
+  (times 1.5, capped at 1) until the loss decreases by the Armijo condition,
+  at most `max_halvings` times (optax's backtracking line search). With
+  `adapt` the searched loss is the task's support loss, so a fine-tuning can
+  never raise it: the remedy for a fixed rate above 2 / curvature, where
+  plain gradient steps grow without bound. Costs one to a few extra forward
+  passes per step; for test-time adaptation (nothing differentiates through
+  the search).
+  """
+  return optax.chain(base, optax.scale_by_backtracking_linesearch(
+      max_backtracking_steps=max_halvings, decrease_factor=0.5,
+      max_learning_rate=1.0))
+
+
 def check_inner_settings(num_steps, learning_rate=None):
   """Raises ValueError for a negative step count or a negative/NaN rate."""
   if not isinstance(num_steps, int) or isinstance(num_steps, bool):
@@ -61,6 +79,7 @@ def adapt(
     per_step_fn: Optional[Callable[[PyTree], Any]] = None,
     unroll: int | bool = 1,
     first_step_outside_scan: bool = False,
+    step_batches: bool = False,
 ) -> AdaptResult:
   """Adapts `params` to one task with `num_steps` gradient steps.
 
@@ -89,20 +108,35 @@ def adapt(
       same results; see the comment in the body). Faster for second-order
       loops on XLA:CPU, slower on GPUs: `metajax.backend.for_backend`
       selects it, and `InnerLoop` applies it to second-order loops only.
+    step_batches: `batch` holds one batch per step, stacked along a leading
+      axis of size `num_steps` (mini-batch steps, as Reptile's), instead of
+      one batch for every step.
 
   Returns:
     An `AdaptResult` with the adapted params and the per-step support losses.
   """
   check_inner_settings(num_steps, learning_rate)
-  optimizer = inner_optimizer or optax.sgd(learning_rate)
+  # Optimizers that read the loss (`with_line_search`) get it, and the
+  # support loss as `value_fn`; the others ignore them.
+  optimizer = optax.with_extra_args_support(
+      inner_optimizer or optax.sgd(learning_rate))
   grad_fn = jax.value_and_grad(loss_fn)
+  if step_batches:
+    sizes = {jnp.shape(leaf)[0] for leaf in jax.tree.leaves(batch)}
+    if sizes != {num_steps}:
+      raise ValueError(f"step_batches: every leaf of batch needs a leading "
+                       f"axis of num_steps={num_steps}, got sizes {sizes}")
+  xs = batch if step_batches else None
 
-  def step(carry, _):
+  def step(carry, step_batch):
     current, opt_state = carry
-    loss, grads = grad_fn(current, batch)
+    data = step_batch if step_batches else batch
+    loss, grads = grad_fn(current, data)
     if first_order:
       grads = jax.lax.stop_gradient(grads)
-    updates, opt_state = optimizer.update(grads, opt_state, current)
+    updates, opt_state = optimizer.update(
+        grads, opt_state, current, value=loss, grad=grads,
+        value_fn=lambda p: loss_fn(p, data))
     current = optax.apply_updates(current, updates)
     extra = per_step_fn(current) if per_step_fn is not None else None
     return (current, opt_state), (loss, extra)
@@ -118,13 +152,16 @@ def adapt(
   # start.
   if num_steps == 0 or not first_step_outside_scan:
     (adapted, _), (losses, per_step) = jax.lax.scan(
-        step, carry, xs=None, length=num_steps, unroll=unroll)
+        step, carry, xs=xs, length=num_steps, unroll=unroll)
     return AdaptResult(adapted, losses, per_step)
-  carry, first = step(carry, None)
+  take = lambda index: (None if xs is None
+                        else jax.tree.map(lambda leaf: leaf[index], xs))
+  carry, first = step(carry, take(0))
   outputs = jax.tree.map(lambda a: a[None], first)
   if num_steps > 1:
     carry, rest = jax.lax.scan(
-        step, carry, xs=None, length=num_steps - 1, unroll=unroll)
+        step, carry, xs=take(slice(1, None)), length=num_steps - 1,
+        unroll=unroll)
     outputs = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), outputs,
                            rest)
   (adapted, _), (losses, per_step) = carry, outputs

@@ -24,6 +24,9 @@ class EvalConfig(Section):
       check=positive_ints)
   every: int = setting(0, "validate every N meta-steps (0: never)",
                        check=non_negative_int)
+  line_search: bool = setting(
+      False, "backtracking line search on the support loss at test time "
+      "(steps never raise it; false: the paper's fixed-rate steps)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,8 @@ class Problem:
       (metric-based algorithms); None: the input of the model's head.
     write_figures: optional `fn(params, inner, run_dir)`, the domain's
       figures of a trained model (the sine adaptation plot).
+    environment: optional, reinforcement-learning tasks only: what the RL
+      algorithm rolls out (`metajax.tasks.rl.task.Environment`); None else.
   """
   kind: str
   model: Any
@@ -66,6 +71,7 @@ class Problem:
   num_classes: Optional[int] = None
   embed_fn: Optional[Callable] = None
   write_figures: Optional[Callable] = None
+  environment: Optional[Any] = None
 
 
 @dataclasses.dataclass(frozen=True)

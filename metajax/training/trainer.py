@@ -18,6 +18,7 @@ import tqdm
 from metajax import algorithms, tasks
 from metajax.algorithms.base import Algorithm
 from metajax.backend import Formulations
+from metajax.core.inner import with_line_search
 from metajax.core.meta_step import init_meta_state, make_meta_step
 from metajax.parallel import sharding
 from metajax.settings import ConfigError
@@ -138,9 +139,27 @@ def evaluate(run: Run, meta_params, split: str = "test",
   if run.algorithm.evaluate is not None:
     return run.algorithm.evaluate(run.config, run.problem, meta_params,
                                   split, num_tasks)
+  params, inner = test_time_adaptation(run, meta_params)
+  return run.problem.evaluate(params, inner, split, num_tasks)
+
+
+def test_time_adaptation(run: Run, meta_params):
+  """The algorithm's `eval_adaptation`, its steps under a backtracking line
+  search on the support loss when `eval.line_search` is set."""
   params, inner = run.algorithm.eval_adaptation(run.config, run.problem,
                                                 meta_params)
-  return run.problem.evaluate(params, inner, split, num_tasks)
+  if run.config.eval.line_search:
+    base = inner.optimizer or optax.sgd(inner.learning_rate)
+    inner = dataclasses.replace(inner, optimizer=with_line_search(base))
+  return params, inner
+
+
+def test_time_optimizer(run: Run) -> str:
+  """What `test_time_adaptation` adapts with, for results.json."""
+  described = run.algorithm.eval_optimizer(run.config)
+  if run.config.eval.line_search and run.algorithm.evaluate is None:
+    described += ", backtracking line search on the support loss"
+  return described
 
 
 def run_validation(run: Run, meta_params) -> dict:
@@ -294,7 +313,7 @@ def _evaluation_record(run: Run, meta_params) -> dict:
   eval_results.json."""
   return {"backend": jax.default_backend(),
           "formulations": dataclasses.asdict(run.formulations),
-          "test_time_optimizer": run.algorithm.eval_optimizer(run.config),
+          "test_time_optimizer": test_time_optimizer(run),
           "evaluation": evaluate(run, meta_params)}
 
 
@@ -304,8 +323,7 @@ def write_plots(run: Run, meta_params, run_dir: str, experiment: str):
   plots.plot_learning_curve(records, os.path.join(run_dir, "learning_curve.png"),
                             title=experiment)
   if run.problem.write_figures is not None:
-    params, inner = run.algorithm.eval_adaptation(run.config, run.problem,
-                                                  meta_params)
+    params, inner = test_time_adaptation(run, meta_params)
     run.problem.write_figures(params, inner, run_dir)
 
 
