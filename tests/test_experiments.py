@@ -3,11 +3,13 @@ import pytest
 
 from algorithm_problems import take_steps
 from conftest import data_dir_or_none
+from test_text_data import text_data_dir_or_none
 from metajax.training import cli as main
 from metajax.training import trainer as train
 from metajax.training.config import override, validate
 
 DATA_DIR = data_dir_or_none()
+TEXT_DATA_DIR = text_data_dir_or_none()
 
 
 @pytest.mark.parametrize("name", main.list_experiments())
@@ -18,6 +20,11 @@ def test_every_experiment_config_validates(name):
       pytest.skip("no Omniglot data: the task and the algorithm's checks "
                   "need it")
     config = override(config, {"task.data_dir": DATA_DIR})
+  if config.task.NAME in ("huffpost", "clinc150"):
+    if TEXT_DATA_DIR is None:
+      pytest.skip("no text data (<data_dir>/text/): the task's shapes and "
+                  "the word models' vectors need it")
+    config = override(config, {"task.data_dir": TEXT_DATA_DIR})
   # Every field, the task's shapes and the algorithm's own checks.
   train.build_problem(config)
 

@@ -10,7 +10,7 @@ from metajax.backend import Formulations
 from metajax.models.mlp import ACTIVATIONS, MLP
 from metajax.settings import (
     ConfigError, Section, non_negative, non_negative_ints, positive_int,
-    setting)
+    positive_ints, setting)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +35,48 @@ class Conv4Config(Section):
   width: int = setting(64, "filters per conv", check=positive_int)
 
 
-CONFIGS = {cls.NAME: cls for cls in (MLPConfig, Conv4Config)}
+@dataclasses.dataclass(frozen=True)
+class TextCNNConfig(Section):
+  """Kim's CNN over GloVe word vectors (`metajax.models.text`), as in Bao et
+  al. 2020; text tasks only."""
+  NAME = "text_cnn"
+  INPUT = "words"
+  embeddings: str = setting("frozen", "GloVe vectors frozen or fine-tuned",
+                            choices=("frozen", "finetune"))
+  num_filters: int = setting(50, "filters per width", check=positive_int)
+  filter_sizes: tuple[int, ...] = setting((3, 4, 5), "filter widths",
+                                          check=positive_ints)
+
+
+@dataclasses.dataclass(frozen=True)
+class TextMeanConfig(Section):
+  """The mean of GloVe word vectors, then dense layers; text tasks only."""
+  NAME = "text_mean"
+  INPUT = "words"
+  embeddings: str = setting("frozen", "GloVe vectors frozen or fine-tuned",
+                            choices=("frozen", "finetune"))
+  hidden_sizes: tuple[int, ...] = setting((256,), "hidden layer widths",
+                                          check=non_negative_ints)
+  activation: str = setting("relu", "hidden activation",
+                            choices=tuple(sorted(ACTIVATIONS)))
+
+
+@dataclasses.dataclass(frozen=True)
+class TextNgramConfig(Section):
+  """Hashed character n-grams embedded from scratch, averaged, then dense
+  layers: needs no pretrained vectors; text tasks only."""
+  NAME = "text_ngram"
+  INPUT = "ngrams"
+  dim: int = setting(64, "n-gram embedding width", check=positive_int)
+  hidden_sizes: tuple[int, ...] = setting((128,), "hidden layer widths",
+                                          check=non_negative_ints)
+  activation: str = setting("relu", "hidden activation",
+                            choices=tuple(sorted(ACTIVATIONS)))
+
+
+CONFIGS = {cls.NAME: cls for cls in (MLPConfig, Conv4Config, TextCNNConfig,
+                                     TextMeanConfig, TextNgramConfig)}
+TEXT_CONFIGS = (TextCNNConfig, TextMeanConfig, TextNgramConfig)
 
 
 def build(model_config: Section, num_outputs: int,
@@ -52,7 +93,39 @@ def build(model_config: Section, num_outputs: int,
                  strided=model_config.strided, conv=formulations.conv,
                  fold_norm=formulations.fold_norm,
                  max_pool=formulations.max_pool)
+  if isinstance(model_config, TEXT_CONFIGS):
+    raise ConfigError(f"config field 'model': {model_config.NAME!r} is built "
+                      "by the text tasks (it needs their vocabulary); use "
+                      "task='huffpost' or task='clinc150'")
   raise ConfigError(f"config field 'model': unknown model {model_config!r}")
+
+
+def build_text(model_config: Section, num_outputs: int, num_rows: int,
+               vectors_VxD=None):
+  """A text classifier (`metajax.models.text`) over `num_rows` token ids;
+  `vectors_VxD`: the pretrained vectors word models need."""
+  from metajax.models import text  # pylint: disable=g-import-not-at-top
+  if isinstance(model_config, TextNgramConfig):
+    embed = text.Embed(num_rows=num_rows, dim=model_config.dim)
+    return text.TextClassifier(num_classes=num_outputs, embed=embed,
+                               encoder="mean",
+                               hidden_sizes=model_config.hidden_sizes,
+                               activation=model_config.activation)
+  if vectors_VxD is None:
+    raise ConfigError(f"config field 'model': {model_config.NAME!r} needs "
+                      "pretrained word vectors")
+  table = text.FrozenTable(vectors_VxD)
+  embed = (text.Embed(frozen=table) if model_config.embeddings == "frozen"
+           else text.Embed(init_table=table))
+  if isinstance(model_config, TextCNNConfig):
+    return text.TextClassifier(num_classes=num_outputs, embed=embed,
+                               encoder="cnn",
+                               filter_sizes=model_config.filter_sizes,
+                               num_filters=model_config.num_filters)
+  return text.TextClassifier(num_classes=num_outputs, embed=embed,
+                             encoder="mean",
+                             hidden_sizes=model_config.hidden_sizes,
+                             activation=model_config.activation)
 
 
 def require(model_config: Section, allowed: tuple, task: str):
