@@ -245,7 +245,8 @@ def run_from_problem(config: Config, problem) -> train.Run:
   algorithm.check(config, problem)
   init_key, train_key = jax.random.split(jax.random.key(config.run.seed))
   outer_optimizer = train.make_outer_optimizer(config)
-  params = algorithm.init_meta_params(config, problem.init_params(init_key))
+  params = algorithm.init_meta_params(config, problem,
+                                  problem.init_params(init_key))
   state = init_meta_state(params, outer_optimizer, train_key)
   prefetch = (problem.formulations.prefetch_tasks
               and config.outer.steps_per_call == 1)

@@ -17,8 +17,6 @@ import argparse
 import json
 import os
 
-import jax
-
 from benchmarks import timing
 from experiments import navigation_maml_rl
 from metajax.training import trainer

@@ -18,9 +18,17 @@ SETTINGS = {  # small but exercising each algorithm's own options
                 "algorithm.serial": True},
     "imaml": {"inner.steps": 3, "algorithm.cg_steps": 2},
 }
-# protonet is classification only: tests/test_protonet.py trains it end to
-# end on synthetic Gaussian-cluster tasks.
-SINE_ALGORITHMS = [a for a in algorithms.available() if a != "protonet"]
+# Classification only (their own tests train them end to end on synthetic
+# Gaussian clusters or Omniglot), and reinforcement learning.
+NOT_FOR_SINE = {"protonet": "classification", "matching": "classification",
+                "snail": "classification", "maml_rl": "reinforcement"}
+SINE_ALGORITHMS = [a for a in algorithms.available() if a not in NOT_FOR_SINE]
+
+
+@pytest.mark.parametrize("name", sorted(NOT_FOR_SINE))
+def test_algorithms_not_for_regression_refuse_sine_before_compiling(name):
+  with pytest.raises(ConfigError, match="algorithm|task"):
+    train.build_run(tiny_sine_config({"algorithm": name}))
 
 
 @pytest.mark.parametrize("name", SINE_ALGORITHMS)
@@ -63,6 +71,11 @@ def test_a_few_meta_steps_give_finite_metrics(name):
      "algorithm.first_order_until"),
     ({"algorithm": "imaml", "algorithm.lam": "0"}, "algorithm.lam"),
     ({"algorithm": "imaml", "algorithm.cg_steps": "0"}, "algorithm.cg_steps"),
+    ({"algorithm": "imaml", "algorithm.cg_damping": "-1"},
+     "algorithm.cg_damping"),
+    ({"algorithm": "reptile", "algorithm.inner_batch_size": "-1"},
+     "algorithm.inner_batch_size"),
+    ({"inner.optimizer": "adam", "inner.adam_b1": "1"}, "inner.adam_b1"),
     ({"algorithm": "protonet"}, "algorithm"),
     ({"outer.schedule": "step"}, "outer.schedule"),
 ])

@@ -19,7 +19,8 @@ ALLOWED = {
     "backend": set(),
     "settings": set(),
     "models": {"backend", "settings"},
-    "algorithms": {"core", "backend", "settings"},
+    # Metric and model-based learners (and MAML-RL's policy) own networks.
+    "algorithms": {"core", "backend", "settings", "models"},
     "tasks": {"core", "backend", "settings", "models"},
     "parallel": {"core", "backend"},
     "__main__": {"training"},

@@ -45,7 +45,7 @@ def test_metasgd_evaluation_adapts_with_the_learned_rates():
   config = tiny_sine_config(algorithm="metasgd")
   _, _, problem = trainer.build_problem(config)
   params = problem.init_params(jax.random.key(0))
-  meta = metasgd.init_meta_params(config, params)
+  meta = metasgd.init_meta_params(config, problem, params)
   meta["log_lr"] = jax.tree.map(lambda r: r + 1.0, meta["log_lr"])  # e times
   init, inner = metasgd.eval_adaptation(config, problem, meta)
   support = jax.tree.map(lambda l: l[0], problem.train_sampler(
@@ -98,7 +98,7 @@ def test_mamlpp_derivative_order_switches_at_first_order_until(x64):
   problem = Problem(kind="regression", model=None, init_params=None,
                     loss_fn=loss_fn, metric_fn=None, train_sampler=None,
                     evaluate=None, eval_tasks=None, formulations=PORTABLE)
-  meta = mamlpp.init_meta_params(config, params)
+  meta = mamlpp.init_meta_params(config, problem, params)
   meta_grad_fn = mamlpp.make_meta_grad(config, problem)
   inner = mj.InnerLoop(loss_fn=loss_fn, num_steps=2, learning_rate=0.3)
   grad_fn = jax.jit(meta_grad_fn)

@@ -5,15 +5,15 @@ its name, family, config section, meta-gradient builder and named optional
 hooks. `get(name)` returns it; the registry below lists every one shipped.
 """
 from metajax.algorithms import (
-    anil, boil, fomaml, imaml, maml, mamlpp, metasgd, pretrain, protonet,
-    reptile)
+    anil, boil, cnp, fomaml, imaml, maml, maml_rl, mamlpp, matching, metasgd,
+    pretrain, protonet, reptile, snail)
 from metajax.algorithms.base import Algorithm, InnerConfig, inner_loop
 from metajax.algorithms.maml import maml_meta_grad
 from metajax.settings import ConfigError
 
 REGISTRY = {module.ALGORITHM.name: module.ALGORITHM for module in (
     maml, fomaml, reptile, metasgd, anil, boil, mamlpp, imaml, protonet,
-    pretrain)}
+    matching, cnp, snail, pretrain, maml_rl)}
 
 
 def available() -> list:

@@ -64,7 +64,7 @@ def _applied_order(model, params, x):
 def find_head(config, problem) -> str:
   """The head's name; ConfigError naming 'algorithm.head' if it does not
   exist."""
-  params = problem.init_params(jax.random.key(0))
+  params = jax.eval_shape(problem.init_params, jax.random.key(0))
   modules = _modules(params)
   if not isinstance(modules, Mapping) or not modules:
     raise ConfigError("config field 'algorithm.head': the params are not a "
@@ -77,7 +77,9 @@ def find_head(config, problem) -> str:
                         f"top-level submodule; expected one of {names}")
     return head
   try:  # the last submodule applied, on one task's support inputs
-    x = jax.eval_shape(problem.train_sampler, jax.random.key(0)).support[0][0]
+    inputs = jax.eval_shape(problem.train_sampler,
+                            jax.random.key(0)).support[0]
+    x = jax.ShapeDtypeStruct(inputs.shape[1:], inputs.dtype)
     applied = [n for n in _applied_order(problem.model, params, x)
                if n in modules]
     if applied:

@@ -16,7 +16,7 @@ import optax
 from metajax.core.inner import differentiable_adam
 from metajax.core.meta_step import MetaGradFn
 from metajax.core.objective import InnerLoop
-from metajax.settings import Section, positive, setting
+from metajax.settings import ConfigError, Section, positive, setting
 
 PyTree = Any
 
@@ -74,12 +74,27 @@ def inner_loop(config, problem, **overrides) -> InnerLoop:
   return InnerLoop(**settings)
 
 
+def require_default_inner(config, name: str):
+  """ConfigError naming the first `inner.*` field that differs from
+  `InnerConfig`'s default: an algorithm with no inner loop (metric and
+  model-based ones) would silently ignore it."""
+  defaults = InnerConfig()
+  for field in dataclasses.fields(InnerConfig):
+    value = getattr(config.inner, field.name)
+    default = getattr(defaults, field.name)
+    if value != default:
+      raise ConfigError(
+          f"config field 'inner.{field.name}': {name} has no inner loop, so "
+          f"it takes no inner-loop settings; expected the default "
+          f"{default!r}, got {value!r}")
+
+
 def no_check(config, problem) -> None:
   del config, problem
 
 
-def keep_params(config, params: PyTree) -> PyTree:
-  del config
+def keep_params(config, problem, params: PyTree) -> PyTree:
+  del config, problem
   return params
 
 
@@ -108,8 +123,9 @@ class Algorithm:
     make_meta_grad: `fn(config, problem) -> meta_grad_fn`.
     check: `fn(config, problem)`, raises `ConfigError` for settings or
       problems the algorithm cannot take; called before anything compiles.
-    init_meta_params: `fn(config, model_params) -> meta_params`, for
-      meta-parameters beyond the model's (learned rates).
+    init_meta_params: `fn(config, problem, model_params) -> meta_params`,
+      for meta-parameters beyond the model's (learned rates, a metric or
+      model-based learner's own network).
     eval_adaptation: `fn(config, problem, meta_params) -> (init_params,
       InnerLoop)`, how a meta-test task is adapted; the task's evaluation
       protocol then scores it. The default adapts with the configured inner
@@ -127,7 +143,7 @@ class Algorithm:
   config_class: type
   make_meta_grad: Callable[[Any, Any], MetaGradFn]
   check: Callable[[Any, Any], None] = no_check
-  init_meta_params: Callable[[Any, PyTree], PyTree] = keep_params
+  init_meta_params: Callable[[Any, Any, PyTree], PyTree] = keep_params
   eval_adaptation: Callable[[Any, Any, PyTree], tuple] = (
       configured_eval_adaptation)
   eval_optimizer: Callable[[Any], str] = configured_eval_optimizer

@@ -29,7 +29,8 @@ def check(config, problem):
         f"SGD rates and needs 'sgd', got {config.inner.optimizer!r}")
 
 
-def init_meta_params(config, model_params):
+def init_meta_params(config, problem, model_params):
+  del problem
   return {"params": model_params,
           "log_lr": init_log_rates(model_params, config.inner.lr)}
 

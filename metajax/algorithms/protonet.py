@@ -19,10 +19,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from metajax import backend
+from metajax.algorithms._direct import direct_meta_grad, evaluate_directly
 from metajax.algorithms._partition import HeadConfig, find_head
 from metajax.algorithms.base import Algorithm
-from metajax.core.evaluation import summarize_curves
 from metajax.core.types import TaskBatch
 from metajax.settings import ConfigError
 
@@ -94,21 +93,13 @@ def task_loss_and_metrics(params, task: TaskBatch, embed_fn, num_ways: int):
 def make_meta_grad(config, problem):
   embed_fn = embedding_fn(config, problem)
 
-  def objective(params, tasks):
+  def objective(params, tasks, key):
+    del key
     losses_T, metrics_T = jax.vmap(lambda t: task_loss_and_metrics(
         params, t, embed_fn, problem.num_classes))(tasks)
     return jnp.mean(losses_T), metrics_T
 
-  def meta_grad_fn(params, tasks, key, step):
-    del key, step
-    (loss, metrics_T), grads = jax.value_and_grad(objective, has_aux=True)(
-        params, tasks)
-    metrics = jax.tree.map(lambda m: jnp.mean(jax.lax.stop_gradient(m)),
-                           metrics_T)
-    metrics["meta_loss"] = loss
-    return grads, metrics
-
-  return meta_grad_fn
+  return direct_meta_grad(objective)
 
 
 def evaluate(config, problem, meta_params, split="test", num_tasks=None
@@ -116,17 +107,10 @@ def evaluate(config, problem, meta_params, split="test", num_tasks=None
   """Query loss and accuracy (95% intervals) on the task's evaluation
   tasks, no adaptation."""
   embed_fn = embedding_fn(config, problem)
-  one_task = lambda t: task_loss_and_metrics(meta_params, t, embed_fn,
-                                             problem.num_classes)[1]
-  score = jax.jit(lambda tasks: jax.lax.map(one_task, tasks, batch_size=50),
-                  compiler_options=backend.compiler_options())
-  results = {}
-  for setting, tasks in problem.eval_tasks(split, num_tasks).items():
-    metrics = score(tasks)
-    curves = {"loss": metrics["post_loss"][:, None],
-              "accuracy": metrics["post_accuracy"][:, None]}
-    results[setting] = summarize_curves(curves, (0,))
-  return results
+  return evaluate_directly(
+      problem, lambda params, task: task_loss_and_metrics(
+          params, task, embed_fn, problem.num_classes)[1],
+      meta_params, split, num_tasks)
 
 
 ALGORITHM = Algorithm(name="protonet", family="metric",

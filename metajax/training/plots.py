@@ -1,12 +1,8 @@
 """Plots of a run: the learning curve and, for sine, the paper's figure."""
-import os
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 

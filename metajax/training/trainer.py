@@ -109,7 +109,8 @@ def build_run(config: Config, backend_name=None) -> Run:
   algorithm, formulations, problem = build_problem(config, backend_name)
   init_key, train_key = jax.random.split(jax.random.key(config.run.seed))
   outer_optimizer = make_outer_optimizer(config)
-  params = algorithm.init_meta_params(config, problem.init_params(init_key))
+  params = algorithm.init_meta_params(config, problem,
+                                  problem.init_params(init_key))
   state = init_meta_state(params, outer_optimizer, train_key)
   make_step = make_meta_step
   prefetch = (formulations.prefetch_tasks
@@ -322,7 +323,9 @@ def write_plots(run: Run, meta_params, run_dir: str, experiment: str):
   records = run_io.read_metrics(os.path.join(run_dir, "metrics.jsonl"))
   plots.plot_learning_curve(records, os.path.join(run_dir, "learning_curve.png"),
                             title=experiment)
-  if run.problem.write_figures is not None:
+  # The task's figures show gradient adaptation of its own model; an
+  # algorithm with its own evaluation (no inner loop) has neither.
+  if run.problem.write_figures is not None and run.algorithm.evaluate is None:
     params, inner = test_time_adaptation(run, meta_params)
     run.problem.write_figures(params, inner, run_dir)
 
