@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from metajax.settings import ConfigError
-from metajax.tasks.text import cache, files, task as text_task, vocab
+from metajax.tasks import array_cache as cache
+from metajax.tasks.text import files, task as text_task, vocab
 from metajax.tasks.text.corpus import load_corpus
 from metajax.training.config import override
 

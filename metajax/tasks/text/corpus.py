@@ -10,7 +10,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from metajax.tasks.text import cache, files, vocab
+from metajax.tasks import array_cache as cache
+from metajax.tasks.text import files, vocab
 
 PREPROCESS_VERSION = "text-v2"
 CORPORA = ("huffpost", "clinc150")
