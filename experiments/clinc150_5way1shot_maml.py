@@ -7,8 +7,9 @@ override, e.g. --task.ways=30 --task.shots=5.
 
   python -m metajax clinc150_5way1shot_maml
 
-Not measured yet. Untrained nearest mean: 64.2 % (char 3-grams), 60.1 %
-(GloVe); no published number on this split.
+Measured (2026-12-07, 2-core CPU, 16 s): 54.3 +- 0.7 % after 10 steps,
+under the untrained nearest mean: 64.2 % (char 3-grams), 60.1 % (GloVe);
+no published number on this split.
 """
 from experiments._text_base import mean_config
 

@@ -6,8 +6,9 @@ steps at 0.1 in training, 10 at test.
 
   python -m metajax huffpost_5way5shot_maml
 
-Not measured yet. Untrained nearest mean (idf-weighted GloVe, cosine):
-55.7 %. Paper (Bao et al. 2020, Table 2): MAML 49.3 %, theirs 63.5 %.
+Measured (2026-12-07, 2-core CPU, 27 s): 49.7 +- 0.5 % after 10 steps,
+under the untrained nearest mean (idf-weighted GloVe, cosine): 55.7 %.
+Paper (Bao et al. 2020, Table 2): MAML 49.3 %, theirs 63.5 %.
 """
 from experiments._text_base import mean_config
 
