@@ -60,6 +60,16 @@ def non_negative(value) -> Optional[str]:
   return None if ok else "a finite number >= 0"
 
 
+def unit_interval(value) -> Optional[str]:
+  ok = isinstance(value, (int, float)) and 0.0 <= value <= 1.0
+  return None if ok else "a number in [0, 1]"
+
+
+def positive_numbers(values) -> Optional[str]:
+  ok = len(values) > 0 and all(positive(v) is None for v in values)
+  return None if ok else "one or more positive finite numbers"
+
+
 def positive_int(value) -> Optional[str]:
   return None if value >= 1 else "a positive integer"
 

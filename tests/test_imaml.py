@@ -7,6 +7,7 @@ import numpy as np
 import metajax as mj
 from algorithm_problems import tanh_params_and_tasks, tiny_sine_config
 from metajax.algorithms import imaml
+from metajax.core.linear_solve import conjugate_gradient
 from metajax.training import trainer
 
 LAM = 2.0
@@ -119,7 +120,7 @@ def test_conjugate_gradient_solves_spd_system(x64):
   b = {"u": jnp.asarray(rng.normal(size=3)), "v": jnp.asarray(rng.normal(size=2))}
   flat = lambda t: jnp.concatenate([t["u"], t["v"]])
   matvec = lambda t: (lambda y: {"u": y[:3], "v": y[3:]})(jnp.asarray(a) @ flat(t))
-  x, indefinite = imaml.conjugate_gradient(matvec, b, num_steps=8)  # > 5
+  x, indefinite = conjugate_gradient(matvec, b, num_steps=8)  # > 5
   np.testing.assert_allclose(flat(x), np.linalg.solve(a, flat(b)), rtol=1e-9)
   assert not indefinite
 
@@ -128,7 +129,7 @@ def test_conjugate_gradient_stops_at_negative_curvature(x64):
   # diag(1, -1): the first direction b = (1, 1) has zero curvature, so CG
   # flags the system and keeps x = 0 instead of dividing by zero.
   matvec = lambda x: {"u": x["u"] * jnp.array([1.0, -1.0])}
-  x, indefinite = imaml.conjugate_gradient(
+  x, indefinite = conjugate_gradient(
       matvec, {"u": jnp.array([1.0, 1.0])}, num_steps=4)
   assert indefinite
   np.testing.assert_array_equal(x["u"], [0.0, 0.0])
@@ -136,7 +137,7 @@ def test_conjugate_gradient_stops_at_negative_curvature(x64):
   # direction meets the negative eigenvalue; the first iterate is kept.
   matvec = lambda x: {"u": x["u"] * jnp.array([2.0, -1.0])}
   b = jnp.array([1.0, 0.1])
-  x, indefinite = imaml.conjugate_gradient(matvec, {"u": b}, num_steps=4)
+  x, indefinite = conjugate_gradient(matvec, {"u": b}, num_steps=4)
   first = (b @ b) / (b @ (b * jnp.array([2.0, -1.0]))) * b
   assert indefinite
   assert np.all(np.isfinite(x["u"]))

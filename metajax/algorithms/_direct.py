@@ -12,8 +12,24 @@ import jax.numpy as jnp
 
 from metajax import backend
 from metajax.core.evaluation import summarize_curves
+from metajax.core.losses import logits_cross_entropy_and_accuracy
 
 CLASSIFICATION_CURVES = {"loss": "post_loss", "accuracy": "post_accuracy"}
+
+
+def embedded_task(embed_fn, params, task):
+  """`(support_SxD, labels_S, query_QxD, labels_Q)`: ONE classification
+  task's inputs embedded by `embed_fn(params, x)` and flattened."""
+  (x_support, labels_S), (x_query, labels_Q) = task.support, task.query
+  flat = lambda e: e.reshape((e.shape[0], -1))
+  return (flat(embed_fn(params, x_support)), labels_S,
+          flat(embed_fn(params, x_query)), labels_Q)
+
+
+def query_record(logits_QxN, labels_Q):
+  """`(loss, {"post_loss", "post_accuracy"})` of a task's query logits."""
+  loss, accuracy = logits_cross_entropy_and_accuracy(logits_QxN, labels_Q)
+  return loss, {"post_loss": loss, "post_accuracy": accuracy}
 
 
 def direct_meta_grad(objective: Callable):

@@ -38,9 +38,9 @@ import math
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from metajax.algorithms._direct import direct_meta_grad, evaluate_directly
+from metajax.algorithms._direct import (
+    direct_meta_grad, embedded_task, evaluate_directly, query_record)
 from metajax.algorithms._partition import HeadConfig, _modules
 from metajax.algorithms.base import Algorithm, require_default_inner
 from metajax.algorithms.protonet import embedding_fn
@@ -176,21 +176,15 @@ def _scorer(config, problem):
 
   embed_fn, num_ways = embedding_fn(config, problem), problem.num_classes
   model = build_model(config, "classification", num_ways)
-  flat = lambda e: e.reshape((e.shape[0], -1))
 
   def score(meta_params, task, key):
     del key
-    (x_support, labels_S), (x_query, labels_Q) = task.support, task.query
-    e_SxD = flat(embed_fn(meta_params["body"], x_support))
-    e_QxD = flat(embed_fn(meta_params["body"], x_query))
+    e_SxD, labels_S, e_QxD, labels_Q = embedded_task(
+        embed_fn, meta_params["body"], task)
     y_SxN = jax.nn.one_hot(labels_S, num_ways, dtype=e_SxD.dtype)
     logits_QxN = model.apply(meta_params["np"], e_SxD, y_SxN,
                              jnp.ones(labels_S.shape, e_SxD.dtype), e_QxD)
-    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-        logits_QxN, labels_Q))
-    accuracy = jnp.mean((jnp.argmax(logits_QxN, -1) == labels_Q)
-                        .astype(jnp.float32))
-    return loss, {"post_loss": loss, "post_accuracy": accuracy}
+    return query_record(logits_QxN, labels_Q)
   return score
 
 

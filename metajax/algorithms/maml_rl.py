@@ -33,20 +33,12 @@ from jax.flatten_util import ravel_pytree
 from metajax import backend
 from metajax.algorithms.base import Algorithm
 from metajax.core import policy_gradient as pg
+from metajax.core.linear_solve import conjugate_gradient
 from metajax.core.evaluation import summarize_curves
 from metajax.models.policy import gaussian_kl, gaussian_log_prob
 from metajax.settings import (
-    ConfigError, Section, non_negative, positive, positive_int, setting)
-
-
-def _unit(value):
-  ok = isinstance(value, (int, float)) and 0.0 <= value <= 1.0
-  return None if ok else "a number in [0, 1]"
-
-
-def _rates(values):
-  ok = len(values) > 0 and all(v > 0 for v in values)
-  return None if ok else "one or more positive rates"
+    ConfigError, Section, non_negative, positive, positive_int,
+    positive_numbers, setting, unit_interval)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,12 +49,12 @@ class MamlRLConfig(Section):
                            choices=pg.ESTIMATORS)
   trajectories: int = setting(20, "trajectories sampled per task and "
                               "adaptation step", check=positive_int)
-  discount: float = setting(0.99, "discount", check=_unit)
+  discount: float = setting(0.99, "discount", check=unit_interval)
   gae_lambda: float = setting(1.0, "GAE lambda of the advantages",
-                              check=_unit)
+                              check=unit_interval)
   dice_lambda: float = setting(1.0, "loaded DiCE's decay of past "
                                "log-probabilities (1: unbiased)",
-                               check=_unit)
+                               check=unit_interval)
   normalize_advantages: bool = setting(True, "standardise each task's "
                                        "advantages (rllab's center_adv)")
   outer_step: str = setting("gradient", "the trainer's optimizer on the "
@@ -78,12 +70,12 @@ class MamlRLConfig(Section):
                                    check=positive_int)
   eval_lrs: tuple[float, ...] = setting(
       (0.1, 0.05), "test-time rates, one per step (the last repeats)",
-      check=_rates)
+      check=positive_numbers)
 
 
 def check(config, problem):
   """ConfigError for a non-RL task or an outer optimizer TRPO cannot use."""
-  if getattr(problem, "environment", None) is None:
+  if problem.environment is None:
     raise ConfigError("config field 'task': maml_rl needs a "
                       "reinforcement-learning task (e.g. task=navigation)")
   if config.inner.optimizer != "sgd":
@@ -224,7 +216,7 @@ def make_meta_grad(config, problem):
     value, g = jax.value_and_grad(surrogate)(flat0)
     fisher = lambda v: (jax.jvp(jax.grad(mean_kl), (flat0,), (v,))[1]
                         + settings.cg_damping * v)
-    direction = conjugate_gradient(fisher, g, settings.cg_iterations)
+    direction = conjugate_gradient(fisher, g, settings.cg_iterations).solution
     shs = jnp.maximum(direction @ fisher(direction), 1e-12)
     full_step = jnp.sqrt(2 * settings.max_kl / shs) * direction
     fractions = 0.5 ** jnp.arange(settings.line_search_steps,
@@ -243,20 +235,6 @@ def make_meta_grad(config, problem):
     return unravel(-chosen * full_step), metrics
 
   return trpo_step if config.algorithm.outer_step == "trpo" else gradient_step
-
-
-def conjugate_gradient(matvec, b, iterations: int):
-  """Approximately solves `matvec(x) = b` (symmetric positive definite)."""
-  def body(_, carry):
-    x, r, p, rr = carry
-    ap = matvec(p)
-    alpha = rr / jnp.maximum(p @ ap, 1e-20)
-    x, r = x + alpha * p, r - alpha * ap
-    rr_new = r @ r
-    p = r + (rr_new / jnp.maximum(rr, 1e-20)) * p
-    return x, r, p, rr_new
-  zero = jnp.zeros_like(b)
-  return jax.lax.fori_loop(0, iterations, body, (zero, b, b, b @ b))[0]
 
 
 def adaptation_returns(config, problem, params, goals_G, key, num_steps: int):

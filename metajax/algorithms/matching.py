@@ -37,7 +37,8 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
-from metajax.algorithms._direct import direct_meta_grad, evaluate_directly
+from metajax.algorithms._direct import (
+    direct_meta_grad, embedded_task, evaluate_directly)
 from metajax.algorithms._partition import HeadConfig, _modules
 from metajax.algorithms.base import Algorithm, require_default_inner
 from metajax.algorithms.protonet import embedding_fn
@@ -172,10 +173,8 @@ def init_meta_params(config, problem, model_params):
 def task_loss_and_metrics(meta_params, task: TaskBatch, embed_fn,
                           num_ways: int, fce: bool, read_steps: int):
   """Query -log P(true class) and accuracy of one task."""
-  (x_support, labels_S), (x_query, labels_Q) = task.support, task.query
-  flat = lambda e: e.reshape((e.shape[0], -1))
-  g_SxD = flat(embed_fn(meta_params["params"], x_support))
-  f_QxD = flat(embed_fn(meta_params["params"], x_query))
+  g_SxD, labels_S, f_QxD, labels_Q = embedded_task(
+      embed_fn, meta_params["params"], task)
   if fce:
     g_SxD = support_in_context(meta_params["fce"], g_SxD)
     f_QxD = query_in_context(meta_params["fce"], f_QxD, g_SxD, read_steps)

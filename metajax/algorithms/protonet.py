@@ -17,9 +17,9 @@ import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
-from metajax.algorithms._direct import direct_meta_grad, evaluate_directly
+from metajax.algorithms._direct import (
+    direct_meta_grad, embedded_task, evaluate_directly, query_record)
 from metajax.algorithms._partition import HeadConfig, find_head
 from metajax.algorithms.base import Algorithm
 from metajax.core.types import TaskBatch
@@ -77,17 +77,11 @@ def prototype_logits(queries_QxD, prototypes_NxD):
 
 def task_loss_and_metrics(params, task: TaskBatch, embed_fn, num_ways: int):
   """Query cross-entropy and accuracy of one task."""
-  (x_support, labels_S), (x_query, labels_Q) = task.support, task.query
-  flat = lambda e: e.reshape((e.shape[0], -1))
-  support_SxD = flat(embed_fn(params, x_support))
-  query_QxD = flat(embed_fn(params, x_query))
+  support_SxD, labels_S, query_QxD, labels_Q = embedded_task(
+      embed_fn, params, task)
   logits_QxN = prototype_logits(query_QxD,
                                 prototypes(support_SxD, labels_S, num_ways))
-  loss = jnp.mean(
-      optax.softmax_cross_entropy_with_integer_labels(logits_QxN, labels_Q))
-  accuracy = jnp.mean((jnp.argmax(logits_QxN, -1) == labels_Q)
-                      .astype(jnp.float32))
-  return loss, {"post_loss": loss, "post_accuracy": accuracy}
+  return query_record(logits_QxN, labels_Q)
 
 
 def make_meta_grad(config, problem):

@@ -22,9 +22,9 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import optax
 
-from metajax.algorithms._direct import direct_meta_grad, evaluate_directly
+from metajax.algorithms._direct import (
+    direct_meta_grad, embedded_task, evaluate_directly, query_record)
 from metajax.algorithms._partition import HeadConfig, _applied_order
 from metajax.algorithms.base import Algorithm, require_default_inner
 from metajax.algorithms.protonet import features_before_head
@@ -156,25 +156,17 @@ def make_task_fns(config, problem):
                                            jax.random.key(0)))
   embed_fn = features_before_head(problem.model, head)
   learner = sequence_learner(config, problem.num_classes)
-  flat = lambda e: e.reshape((e.shape[0], -1))
 
   def task_logits(meta_params, task, key):
-    (x_support, labels_S), (x_query, _) = task.support, task.query
-    support_SxE = flat(embed_fn(meta_params["body"], x_support))
-    query_QxE = flat(embed_fn(meta_params["body"], x_query))
+    support_SxE, labels_S, query_QxE, _ = embedded_task(
+        embed_fn, meta_params["body"], task)
     order_S = jax.random.permutation(key, labels_S.shape[0])
     sequences_QxTxI = query_sequences(support_SxE[order_S], labels_S[order_S],
                                       query_QxE, problem.num_classes)
     return learner.apply(meta_params["sequence"], sequences_QxTxI)[:, -1]
 
   def task_loss_and_metrics(meta_params, task, key):
-    logits_QxN = task_logits(meta_params, task, key)
-    labels_Q = task.query[1]
-    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-        logits_QxN, labels_Q))
-    accuracy = jnp.mean((jnp.argmax(logits_QxN, -1) == labels_Q)
-                        .astype(jnp.float32))
-    return loss, {"post_loss": loss, "post_accuracy": accuracy}
+    return query_record(task_logits(meta_params, task, key), task.query[1])
 
   return task_logits, task_loss_and_metrics
 

@@ -31,6 +31,12 @@ def _accuracy(logits, labels):
   return jnp.mean((predictions == labels).astype(jnp.float32))
 
 
+def logits_cross_entropy_and_accuracy(logits, labels):
+  """Mean softmax cross-entropy and accuracy of `logits` for integer
+  `labels` (for learners that produce query logits themselves)."""
+  return _cross_entropy(logits, labels), _accuracy(logits, labels)
+
+
 def cross_entropy_loss(apply_fn: Callable) -> Callable:
   """Softmax cross-entropy of logits `apply_fn(params, x)` against int labels."""
 

@@ -13,6 +13,7 @@ Under `<data_dir>/text/` (see the data folder's README.md):
 
 Every reader names the file it could not use and what it expected there.
 """
+import functools
 import hashlib
 import json
 import os
@@ -58,7 +59,15 @@ def find(data_dir, *parts):
 
 
 def file_digest(path):
-  """sha256 of a file's bytes."""
+  """sha256 of a file's bytes, read once per process while the file's size
+  and modification time stay the same (the GloVe archive is 300 MB)."""
+  stat = os.stat(path)
+  return _digest(os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path, size, mtime_ns):
+  del size, mtime_ns  # the cache key: a changed file is read again
   digest = hashlib.sha256()
   with open(path, "rb") as f:
     for block in iter(lambda: f.read(1 << 20), b""):
@@ -73,7 +82,7 @@ def _bad(path, what):
 
 def read_huffpost(path):
   """(headlines, labels_N int32), checked to be 41 classes x 900 lines."""
-  texts, labels = [], []
+  texts, labels, number = [], [], 0
   try:
     with open(path, encoding="utf-8") as f:
       for number, line in enumerate(f, 1):
