@@ -3,11 +3,14 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+import pytest
 
 import metajax as mj
 from algorithm_problems import tanh_params_and_tasks, tiny_sine_config
 from metajax.algorithms import imaml
 from metajax.core.linear_solve import conjugate_gradient
+from metajax.settings import ConfigError
 from metajax.training import trainer
 
 LAM = 2.0
@@ -163,3 +166,50 @@ def test_memory_does_not_grow_with_inner_steps():
   maml_short, maml_long = _temp_bytes("maml", 2), _temp_bytes("maml", 20)
   assert imaml_long <= 1.05 * imaml_short, (imaml_short, imaml_long)
   assert maml_long > 3 * maml_short, (maml_short, maml_long)
+
+
+def test_line_search_solves_where_the_fixed_rate_diverges(x64):
+  # Support curvature 2 |x|^2 / n far above 2 / rate: fixed-rate proximal
+  # steps grow without bound, the searched ones descend the proximal loss
+  # to its closed-form minimiser, and the implicit gradient is then exact.
+  tasks, theta = _linear_tasks(), np.array([0.3, -0.2, 0.5])
+  tasks = mj.TaskBatch((3.0 * tasks.support[0], tasks.support[1]),
+                       tasks.query)
+  params = {"w": jnp.asarray(theta)}
+  fixed = mj.InnerLoop(loss_fn=_linear_loss, num_steps=60, learning_rate=0.5)
+  _, diverging = jax.jit(imaml.imaml_meta_grad(fixed, LAM, cg_steps=6))(
+      params, tasks, jax.random.key(0), STEP)
+  assert not diverging["support_loss_end"] < diverging["support_loss_start"]
+
+  grads, metrics = jax.jit(imaml.imaml_meta_grad(
+      fixed, LAM, cg_steps=6, line_search=True))(
+          params, tasks, jax.random.key(0), STEP)
+  assert metrics["proximal_grad_norm"] < 1e-6, metrics["proximal_grad_norm"]
+  np.testing.assert_allclose(grads["w"], _closed_form(theta, tasks, LAM),
+                             rtol=1e-6, atol=1e-9)
+
+
+def test_line_search_steps_never_raise_the_proximal_loss(x64):
+  params, loss_fn, tasks = tanh_params_and_tasks()
+  task = jax.tree.map(lambda leaf: leaf[0], tasks)
+  optimizer = imaml.proximal(params, LAM, optax.sgd(20.0),
+                             line_search=True)
+  record = lambda p: loss_fn(p, task.support) + LAM / 2 * sum(
+      jnp.sum(jnp.square(a - t)) for a, t in
+      zip(jax.tree.leaves(p), jax.tree.leaves(params)))
+  result = mj.adapt(params, loss_fn, task.support, 30,
+                    inner_optimizer=optimizer, per_step_fn=record)
+  curve = np.concatenate([[record(params)], np.asarray(result.per_step)])
+  assert np.all(np.diff(curve) <= 1e-9 * curve[0]), curve
+  fixed = mj.adapt(params, loss_fn, task.support, 30,
+                   inner_optimizer=imaml.proximal(params, LAM,
+                                                  optax.sgd(20.0)),
+                   per_step_fn=record)
+  assert not np.all(np.diff(np.asarray(fixed.per_step)) <= 0)
+  assert curve[-1] < 0.9 * curve[0]
+
+
+def test_eval_line_search_on_imaml_is_refused():
+  config = tiny_sine_config({"algorithm": "imaml", "eval.line_search": True})
+  with pytest.raises(ConfigError, match="algorithm.line_search"):
+    trainer.build_run(config)
