@@ -13,10 +13,12 @@ default, ProMP's) drops the cross-step terms for lower variance, and
 `surrogate` (the original MAML-RL code) drops the score-score terms.
 
 The outer step is the trainer's optimizer on that gradient (`outer_step`
-"gradient", Adam in the experiments), or TRPO as in the paper ("trpo": a
-conjugate-gradient natural step on the meta-objective with a backtracking
-line search keeping the adapted policies' mean KL under `max_kl`). TRPO's
-step is returned as minus the gradient, for the outer SGD at rate 1.
+"gradient", Adam in the experiments), TRPO as in the paper ("trpo"), or
+ProMP's clipped objective ("promp"); the latter two live in `rl_outer` and
+return their step as minus the gradient, for the outer SGD at rate 1 (ProMP
+keeps its own Adam state in the meta-parameters: `init_meta_params`).
+`pretrain=true` is the paper's "pretrained" baseline: the plain policy
+gradient of the pre-adaptation return on all tasks, no inner step.
 
 Evaluation (the paper's): each of `eval.num_tasks` fixed goals is adapted
 with plain policy-gradient steps at `eval_lrs` (one per step, the last
@@ -28,17 +30,24 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 
 from metajax import backend
+from metajax.algorithms import rl_outer
 from metajax.algorithms.base import Algorithm
+from metajax.algorithms.rl_outer import Batch
 from metajax.core import policy_gradient as pg
-from metajax.core.linear_solve import conjugate_gradient
 from metajax.core.evaluation import summarize_curves
-from metajax.models.policy import gaussian_kl, gaussian_log_prob
+from metajax.models.policy import gaussian_log_prob
 from metajax.settings import (
     ConfigError, Section, non_negative, positive, positive_int,
     positive_numbers, setting, unit_interval)
+
+
+OUTER_STEPS = ("gradient", "trpo", "promp")
+
+
+def open_unit_interval(value):
+  return None if 0 < value < 1 else "a number in (0, 1)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +67,9 @@ class MamlRLConfig(Section):
   normalize_advantages: bool = setting(True, "standardise each task's "
                                        "advantages (rllab's center_adv)")
   outer_step: str = setting("gradient", "the trainer's optimizer on the "
-                            "meta-gradient, or TRPO's natural step (needs "
-                            "outer.optimizer=sgd, outer.lr=1)",
-                            choices=("gradient", "trpo"))
+                            "meta-gradient, TRPO's natural step or ProMP's "
+                            "clipped steps (both need outer.optimizer=sgd, "
+                            "outer.lr=1)", choices=OUTER_STEPS)
   max_kl: float = setting(0.01, "TRPO: mean KL bound", check=positive)
   cg_iterations: int = setting(10, "TRPO: conjugate-gradient iterations",
                                check=positive_int)
@@ -68,6 +77,18 @@ class MamlRLConfig(Section):
                               "product", check=non_negative)
   line_search_steps: int = setting(10, "TRPO: backtracking halvings tried",
                                    check=positive_int)
+  clip_eps: float = setting(0.3, "ProMP: clipping range of the likelihood "
+                            "ratio", check=open_unit_interval)
+  promp_steps: int = setting(5, "ProMP: Adam steps per batch of samples",
+                             check=positive_int)
+  promp_lr: float = setting(1e-3, "ProMP: Adam's rate", check=positive)
+  promp_kl_coeff: float = setting(5e-4, "ProMP: fixed coefficient of the "
+                                  "pre-update policies' KL penalty",
+                                  check=non_negative)
+  pretrain: bool = setting(False, "maximise the pre-adaptation return by "
+                           "plain policy gradient on all tasks (no inner "
+                           "step, no meta-gradient): the paper's "
+                           "'pretrained' baseline")
   eval_lrs: tuple[float, ...] = setting(
       (0.1, 0.05), "test-time rates, one per step (the last repeats)",
       check=positive_numbers)
@@ -82,14 +103,24 @@ def check(config, problem):
     raise ConfigError("config field 'inner.optimizer': maml_rl adapts with "
                       "plain policy-gradient steps; expected 'sgd'")
   settings = config.algorithm
-  if settings.outer_step == "trpo" and (
+  if settings.pretrain and settings.outer_step != "gradient":
+    raise ConfigError(
+        "config field 'algorithm.outer_step': algorithm.pretrain=true trains "
+        "by the plain policy gradient; expected 'gradient', got "
+        f"{settings.outer_step!r}")
+  if settings.outer_step == "promp" and settings.estimator != "lvc":
+    raise ConfigError(
+        "config field 'algorithm.estimator': ProMP's inner step is LVC "
+        f"importance-weighted to the sampling policy; expected 'lvc', got "
+        f"{settings.estimator!r}")
+  if settings.outer_step in ("trpo", "promp") and (
       config.outer.optimizer != "sgd" or config.outer.lr != 1.0
       or config.outer.schedule != "constant"):
     raise ConfigError(
-        "config field 'outer.optimizer': algorithm.outer_step=trpo returns "
-        "TRPO's step as the gradient, so the outer optimizer must apply it "
-        "unchanged; set outer.optimizer=sgd, outer.lr=1, "
-        "outer.schedule=constant")
+        f"config field 'outer.optimizer': algorithm.outer_step="
+        f"{settings.outer_step} returns its step as the gradient, so the "
+        "outer optimizer must apply it unchanged; set outer.optimizer=sgd, "
+        "outer.lr=1, outer.schedule=constant")
 
 
 class _Parts:
@@ -101,6 +132,8 @@ class _Parts:
     self.policy_fn = problem.model.apply
     self.estimator = pg.get(settings.estimator)
     self.num_trajectories = settings.trajectories
+    self.inner_steps, self.inner_lr = config.inner.steps, config.inner.lr
+    self.first_order = config.inner.first_order
 
   def log_probs(self, params, trajectories):
     mean_NxTxA, log_std_A = self.policy_fn(params, trajectories.obs)
@@ -121,13 +154,60 @@ class _Parts:
   def sample(self, params, goal, key):
     return self.env.rollout(params, goal, key, self.num_trajectories)
 
-  def ascent(self, params, trajectories, lr, first_order=False):
-    """One policy-gradient ascent step on `trajectories`."""
-    grads = jax.grad(self.objective)(params, trajectories,
-                                     self.signals(trajectories))
+  def ascent(self, params, trajectories, signals, lr, first_order=False,
+             logp_ref=None):
+    """One policy-gradient ascent step on `trajectories` (importance-weighted
+    to the sampling policy when its `logp_ref` is given)."""
+    grads = jax.grad(self.objective)(params, trajectories, signals, logp_ref)
     if first_order:
       grads = jax.lax.stop_gradient(grads)
     return jax.tree.map(lambda p, g: p + lr * g, params, grads)
+
+  def readapt(self, params, inner, inner_signals, logp_refs=None):
+    """One task's inner steps on its sampled trajectories."""
+    for k, (trajectories, signals) in enumerate(zip(inner, inner_signals)):
+      params = self.ascent(params, trajectories, signals, self.inner_lr,
+                           self.first_order,
+                           None if logp_refs is None else logp_refs[k])
+    return params
+
+  def rollouts(self, params, tasks, key) -> Batch:
+    """Every task's inner and query trajectories and their signals, the
+    inner ones sampled step by step as the policy adapts."""
+    def one_task(goal, task_key):
+      inner_key, query_key = jax.random.split(task_key)
+      current, inner, inner_signals = params, [], []
+      for key_k in jax.random.split(inner_key, self.inner_steps):
+        trajectories = self.sample(current, goal, key_k)
+        signals = self.signals(trajectories)
+        inner.append(trajectories)
+        inner_signals.append(signals)
+        current = self.ascent(current, trajectories, signals, self.inner_lr)
+      query = self.sample(current, goal, query_key)
+      return Batch(tuple(inner), tuple(inner_signals), query,
+                   self.signals(query))
+
+    goals_T = tasks.support
+    return jax.vmap(one_task)(goals_T, jax.random.split(key,
+                                                        goals_T.shape[0]))
+
+  def meta_objective(self, params, batch: Batch, logp_ref_T=None):
+    """The mean over tasks of the estimator on the query trajectories of
+    the policy readapted from `params` (ratio to `logp_ref_T` if given)."""
+    def one_task(inner, inner_signals, query, query_signals, logp_ref):
+      adapted = self.readapt(params, inner, inner_signals)
+      return self.objective(adapted, query, query_signals, logp_ref)
+    return jnp.mean(jax.vmap(one_task)(batch.inner, batch.inner_signals,
+                                       batch.query, batch.query_signals,
+                                       logp_ref_T))
+
+  def metrics(self, batch: Batch, objective):
+    # The estimator's value is no measure of progress (standardised
+    # advantages sum to about zero): meta_loss is minus the adapted return.
+    post_return = jnp.mean(jax.vmap(mean_return)(batch.query))
+    return {"pre_return": jnp.mean(jax.vmap(mean_return)(batch.inner[0])),
+            "post_return": post_return, "meta_loss": -post_return,
+            "surrogate_objective": objective}
 
 
 def mean_return(trajectories):
@@ -135,106 +215,70 @@ def mean_return(trajectories):
   return jnp.mean(jnp.sum(trajectories.rewards * trajectories.mask, axis=1))
 
 
+def policy_params(config, meta_params):
+  """The policy's parameters within the meta-parameters (ProMP's also hold
+  its Adam state)."""
+  if config.algorithm.outer_step == "promp":
+    return meta_params["policy"]
+  return meta_params
+
+
+def init_meta_params(config, problem, model_params):
+  del problem
+  if config.algorithm.outer_step == "promp":
+    return {"policy": model_params,
+            "promp_adam": rl_outer.init_promp_state(model_params)}
+  return model_params
+
+
 def make_meta_grad(config, problem):
   """`meta_grad_fn(params, tasks, key, step)`: rollouts, adaptation and the
-  meta-gradient of every task in one program, vmapped over tasks."""
+  meta-gradient (or the outer step's change, negated) of every task in one
+  program, vmapped over tasks."""
   parts = _Parts(config, problem)
-  steps, lr = config.inner.steps, config.inner.lr
-  first_order = config.inner.first_order
-
-  def adapt(params, goal, key):
-    """Adapted params and the inner trajectories, sampled step by step."""
-    sampled = []
-    for key_k in jax.random.split(key, steps):
-      trajectories = parts.sample(params, goal, key_k)
-      sampled.append(trajectories)
-      params = parts.ascent(params, trajectories, lr, first_order)
-    return params, sampled
-
-  def task_rollouts(params, goal, key):
-    inner_key, outer_key = jax.random.split(key)
-    adapted, sampled = adapt(params, goal, inner_key)
-    return sampled, parts.sample(adapted, goal, outer_key)
-
-  def readapt(params, sampled):
-    for trajectories in sampled:
-      params = parts.ascent(params, trajectories, lr, first_order)
-    return params
-
-  def task_objective(params, sampled, query, logp_ref=None):
-    adapted = readapt(params, sampled)
-    return parts.objective(adapted, query, parts.signals(query), logp_ref)
-
-  def meta_objective(params, sampled_T, query_T, logp_ref_T=None):
-    values_T = jax.vmap(task_objective, (None, 0, 0, 0))(
-        params, sampled_T, query_T, logp_ref_T)
-    return jnp.mean(values_T)
-
-  def rollouts(params, tasks, key):
-    goals_T = tasks.support
-    keys = jax.random.split(key, goals_T.shape[0])
-    return jax.vmap(task_rollouts, (None, 0, 0))(params, goals_T, keys)
-
-  def metrics_of(sampled_T, query_T, objective):
-    # The estimator's value is no measure of progress (standardised
-    # advantages sum to about zero): meta_loss is minus the adapted return.
-    post_return = jnp.mean(jax.vmap(mean_return)(query_T))
-    return {"pre_return": jnp.mean(jax.vmap(mean_return)(sampled_T[0])),
-            "post_return": post_return, "meta_loss": -post_return,
-            "surrogate_objective": objective}
+  settings = config.algorithm
+  negate = lambda tree: jax.tree.map(jnp.negative, tree)
 
   def gradient_step(params, tasks, key, step):
     del step
-    sampled_T, query_T = rollouts(params, tasks, key)
-    value, grads = jax.value_and_grad(meta_objective)(params, sampled_T,
-                                                      query_T)
-    metrics = metrics_of(sampled_T, query_T, value)
-    return jax.tree.map(jnp.negative, grads), metrics
+    batch = parts.rollouts(params, tasks, key)
+    value, grads = jax.value_and_grad(parts.meta_objective)(params, batch)
+    return negate(grads), parts.metrics(batch, value)
+
+  def pretrain_step(params, tasks, key, step):
+    del step
+    goals_T = tasks.support
+    keys = jax.random.split(key, goals_T.shape[0])
+    trajectories_T = jax.vmap(parts.sample, (None, 0, 0))(params, goals_T,
+                                                          keys)
+    signals_T = jax.vmap(parts.signals)(trajectories_T)
+    objective = lambda p: jnp.mean(jax.vmap(parts.objective, (None, 0, 0))(
+        p, trajectories_T, signals_T))
+    value, grads = jax.value_and_grad(objective)(params)
+    pre_return = jnp.mean(jax.vmap(mean_return)(trajectories_T))
+    return negate(grads), {"pre_return": pre_return, "meta_loss": -pre_return,
+                           "surrogate_objective": value}
 
   def trpo_step(params, tasks, key, step):
     del step
-    settings = config.algorithm
-    sampled_T, query_T = rollouts(params, tasks, key)
-    flat0, unravel = ravel_pytree(params)
-    adapted_T = jax.vmap(readapt, (None, 0))(params, sampled_T)
-    old_T = jax.lax.stop_gradient(jax.vmap(parts.policy_fn)(
-        adapted_T, query_T.obs))
-    logp_ref_T = jax.vmap(gaussian_log_prob)(old_T[0], old_T[1],
-                                             query_T.actions)
+    batch = parts.rollouts(params, tasks, key)
+    change, metrics = rl_outer.trpo_step(parts, settings, params, batch)
+    return negate(change), metrics
 
-    def surrogate(flat):
-      return meta_objective(unravel(flat), sampled_T, query_T, logp_ref_T)
+  def promp_step(meta_params, tasks, key, step):
+    del step
+    params, adam_state = meta_params["policy"], meta_params["promp_adam"]
+    batch = parts.rollouts(params, tasks, key)
+    new_params, new_state, metrics = rl_outer.promp_step(
+        parts, settings, params, adam_state, batch)
+    change = {"policy": jax.tree.map(jnp.subtract, new_params, params),
+              "promp_adam": jax.tree.map(jnp.subtract, new_state, adam_state)}
+    return negate(change), metrics
 
-    def mean_kl(flat):
-      adapted = jax.vmap(readapt, (None, 0))(unravel(flat), sampled_T)
-      new_T = jax.vmap(parts.policy_fn)(adapted, query_T.obs)
-      kl_TxNxT = jax.vmap(gaussian_kl)(old_T[0], old_T[1], new_T[0],
-                                       new_T[1])
-      mask = query_T.mask
-      return jnp.sum(kl_TxNxT * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-    value, g = jax.value_and_grad(surrogate)(flat0)
-    fisher = lambda v: (jax.jvp(jax.grad(mean_kl), (flat0,), (v,))[1]
-                        + settings.cg_damping * v)
-    direction = conjugate_gradient(fisher, g, settings.cg_iterations).solution
-    shs = jnp.maximum(direction @ fisher(direction), 1e-12)
-    full_step = jnp.sqrt(2 * settings.max_kl / shs) * direction
-    fractions = 0.5 ** jnp.arange(settings.line_search_steps,
-                                  dtype=flat0.dtype)
-
-    def try_fraction(_, fraction):
-      candidate = flat0 + fraction * full_step
-      return None, (surrogate(candidate) - value, mean_kl(candidate))
-
-    _, (gains, kls) = jax.lax.scan(try_fraction, None, fractions)
-    ok = (gains > 0) & (kls <= settings.max_kl) & jnp.isfinite(gains)
-    chosen = jnp.where(jnp.any(ok), fractions[jnp.argmax(ok)], 0.0)
-    metrics = metrics_of(sampled_T, query_T, value)
-    metrics.update(trpo_step_fraction=chosen,
-                   trpo_kl=jnp.where(jnp.any(ok), kls[jnp.argmax(ok)], 0.0))
-    return unravel(-chosen * full_step), metrics
-
-  return trpo_step if config.algorithm.outer_step == "trpo" else gradient_step
+  if settings.pretrain:
+    return pretrain_step
+  return {"gradient": gradient_step, "trpo": trpo_step,
+          "promp": promp_step}[settings.outer_step]
 
 
 def adaptation_returns(config, problem, params, goals_G, key, num_steps: int):
@@ -250,6 +294,7 @@ def adaptation_returns(config, problem, params, goals_G, key, num_steps: int):
       returns.append(mean_return(trajectories))
       if k < num_steps:
         current = parts.ascent(current, trajectories,
+                               parts.signals(trajectories),
                                rates[min(k, len(rates) - 1)], True)
     return jnp.stack(returns)
 
@@ -266,15 +311,17 @@ def evaluate(config, problem, meta_params, split="test", num_tasks=None
   results = {}
   for name, tasks in problem.eval_tasks(split, num_tasks).items():
     key = jax.random.fold_in(jax.random.key(config.eval.seed), 7)
-    returns = adaptation_returns(config, problem, meta_params, tasks.support,
-                                 key, max(steps))
+    returns = adaptation_returns(config, problem,
+                                 policy_params(config, meta_params),
+                                 tasks.support, key, max(steps))
     results[name] = summarize_curves({"return": returns}, steps)
   return results
 
 
 ALGORITHM = Algorithm(
     name="maml_rl", family="optimization", config_class=MamlRLConfig,
-    make_meta_grad=make_meta_grad, check=check, evaluate=evaluate,
+    make_meta_grad=make_meta_grad, check=check,
+    init_meta_params=init_meta_params, evaluate=evaluate,
     eval_optimizer=lambda config: (
         f"policy-gradient ascent at algorithm.eval_lrs="
         f"{config.algorithm.eval_lrs}"))

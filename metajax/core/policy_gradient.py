@@ -29,6 +29,9 @@ Here box(x) = exp(x - x_ref), the DiCE "magic box": 1 in value, with every
 derivative of x kept; `x_ref` is stop_gradient(x) unless the sampling
 policy's log-probabilities are given (an importance-weighted surrogate for
 TRPO's line search). `g` is the discount.
+
+`clipped_ratio` is no estimator of the return's derivatives but ProMP's
+outer objective: PPO's clipped likelihood ratio to the sampling policy.
 """
 from typing import Callable, NamedTuple, Optional
 
@@ -220,6 +223,20 @@ def loaded_dice(logp_NxT, signals: Signals, discount: float = 1.0,
            - magic_box(w_NxT - logp_NxT, w_ref_NxT - logp_ref_NxT * mask))
   g_1xT = _discounts(signals, discount)
   return jnp.sum(g_1xT * mask * box * signals.advantages, axis=1)
+
+
+def clipped_ratio(logp_NxT, signals: Signals, logp_ref_NxT, clip_eps: float):
+  """PPO's clipped objective per trajectory (ProMP's J^CLIP, eq. (9)):
+  sum_t min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t), r_t = pi_t / pi_ref_t
+  the ratio to the policy that sampled the step. Where the ratio has left
+  [1 - eps, 1 + eps] in the direction that raises the objective the term is
+  constant (no gradient), so repeated steps on one batch stay near it."""
+  ratio_NxT = jnp.exp(logp_NxT - logp_ref_NxT)
+  clipped_NxT = jnp.clip(ratio_NxT, 1.0 - clip_eps, 1.0 + clip_eps)
+  advantages_NxT = signals.advantages
+  return jnp.sum(jnp.minimum(ratio_NxT * advantages_NxT,
+                             clipped_NxT * advantages_NxT) * signals.mask,
+                 axis=1)
 
 
 def get(name: str) -> Callable:

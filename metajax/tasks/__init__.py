@@ -9,14 +9,15 @@ from metajax.settings import ConfigError
 from metajax.tasks import regression
 from metajax.tasks.base import EvalConfig, Problem, TaskDomain
 from metajax.tasks.omniglot import task as omniglot_task
-from metajax.tasks.rl import task as rl_task
+from metajax.tasks.rl import cheetah_task, task as rl_task
 from metajax.tasks.text import task as text_task
 from metajax.tasks.regression_sampling import (
     LinearTasks, SineTasks, sample_linear_tasks, sample_sine_tasks)
 
 REGISTRY = {domain.name: domain for domain in (
     regression.SINE, regression.LINEAR, omniglot_task.OMNIGLOT,
-    text_task.HUFFPOST, text_task.CLINC150, rl_task.NAVIGATION)}
+    text_task.HUFFPOST, text_task.CLINC150, rl_task.NAVIGATION,
+    cheetah_task.CHEETAH_VEL, cheetah_task.CHEETAH_DIR)}
 
 
 def available() -> list:

@@ -23,7 +23,6 @@ from metajax.tasks.base import Problem, TaskDomain
 from metajax.tasks.rl.navigation import Navigation, rollout
 
 VALIDATION_STREAM = 1
-NUM_BASELINE_FEATURES = 2 * 2 + 4  # o, o^2, t, t^2, t^3, 1 (linear baseline)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,40 +50,56 @@ class Environment(NamedTuple):
   horizon: int
 
 
-def _unsupervised(*args, **kwargs):
-  del args, kwargs
-  raise ConfigError("config field 'algorithm': task 'navigation' is a "
-                    "reinforcement-learning task; use --algorithm=maml_rl")
+def not_supervised(task_name: str) -> Callable:
+  """A stand-in for the supervised hooks of an RL `Problem`: raises the
+  ConfigError that points to maml_rl."""
+  def unsupervised(*args, **kwargs):
+    del args, kwargs
+    raise ConfigError(f"config field 'algorithm': task {task_name!r} is a "
+                      "reinforcement-learning task; use --algorithm=maml_rl")
+  return unsupervised
 
 
-def build(config, formulations: Formulations) -> Problem:
-  """The navigation `Problem` of `config`."""
+def check_rl_settings(config, observation_dim: int) -> None:
+  """ConfigError unless the algorithm is maml_rl, the model an MLP and
+  trajectories x horizon give the linear baseline enough samples."""
   task = config.task
   if config.algorithm.NAME != "maml_rl":
-    _unsupervised()
+    not_supervised(task.NAME)()
   model_configs.require(config.model, ("mlp",), task.NAME)
-  settings = config.algorithm
-  if settings.trajectories * task.horizon < NUM_BASELINE_FEATURES:
+  num_features = 2 * observation_dim + 4  # o, o^2, t, t^2, t^3, 1
+  trajectories = config.algorithm.trajectories
+  if trajectories * task.horizon < num_features:
     raise ConfigError(
-        f"config field 'algorithm.trajectories': {settings.trajectories} "
+        f"config field 'algorithm.trajectories': {trajectories} "
         f"trajectories of task.horizon={task.horizon} steps give fewer than "
-        f"the {NUM_BASELINE_FEATURES} samples the linear baseline fits; "
-        "raise either")
-  env = Navigation(horizon=task.horizon, max_action=task.max_action,
-                   success_radius=task.success_radius,
-                   goal_low=task.goal_range[0], goal_high=task.goal_range[1])
+        f"the {num_features} samples the linear baseline fits; raise either")
+
+
+
+def goal_problem(config, formulations: Formulations, env, rollout: Callable
+                 ) -> Problem:
+  """The RL `Problem` of an environment whose tasks are goals.
+
+  `env` has `sample_goals(key, num_tasks) -> (num_tasks, G)`,
+  `observation_dim`, `action_dim` and `horizon`; `rollout(env, policy_fn,
+  params, goal, key, num_trajectories) -> Trajectories`. A meta-batch holds
+  `outer.meta_batch_size` goals in both support and query; meta-test goals
+  come from `eval.seed`, validation goals from a separate stream.
+  """
+  task_name = config.task.NAME
   model = GaussianMLPPolicy(action_dim=env.action_dim,
                             hidden_sizes=tuple(config.model.hidden_sizes),
                             activation=config.model.activation)
   meta_batch_size = config.outer.meta_batch_size
 
   def train_sampler(key):
-    goals_Tx2 = env.sample_goals(key, meta_batch_size)
-    return TaskBatch(support=goals_Tx2, query=goals_Tx2)
+    goals_TxG = env.sample_goals(key, meta_batch_size)
+    return TaskBatch(support=goals_TxG, query=goals_TxG)
 
   def eval_tasks(split="test", num_tasks=None):
     if split not in ("test", "val"):
-      raise ValueError("navigation evaluation split must be one of "
+      raise ValueError(f"{task_name} evaluation split must be one of "
                        f"['test', 'val'], got {split!r}")
     num_tasks = num_tasks or config.eval.num_tasks
     key = jax.random.key(config.eval.seed)
@@ -93,17 +108,29 @@ def build(config, formulations: Formulations) -> Problem:
     goals = env.sample_goals(key, num_tasks)
     return {f"{num_tasks} goals": TaskBatch(support=goals, query=goals)}
 
-  def environment_rollout(params, goal_2, key, num_trajectories):
-    return rollout(env, model.apply, params, goal_2, key, num_trajectories)
+  def environment_rollout(params, goal_G, key, num_trajectories):
+    return rollout(env, model.apply, params, goal_G, key, num_trajectories)
 
+  unsupervised = not_supervised(task_name)
   return Problem(
       kind="reinforcement", model=model,
-      init_params=lambda key: model.init(key, jnp.zeros((1, 2))),
-      loss_fn=_unsupervised, metric_fn=None, train_sampler=train_sampler,
-      evaluate=_unsupervised, eval_tasks=eval_tasks,
+      init_params=lambda key: model.init(
+          key, jnp.zeros((1, env.observation_dim))),
+      loss_fn=unsupervised, metric_fn=None, train_sampler=train_sampler,
+      evaluate=unsupervised, eval_tasks=eval_tasks,
       formulations=formulations,
       environment=Environment(rollout=environment_rollout,
                               horizon=env.horizon))
+
+
+def build(config, formulations: Formulations) -> Problem:
+  """The navigation `Problem` of `config`."""
+  task = config.task
+  check_rl_settings(config, observation_dim=2)
+  env = Navigation(horizon=task.horizon, max_action=task.max_action,
+                   success_radius=task.success_radius,
+                   goal_low=task.goal_range[0], goal_high=task.goal_range[1])
+  return goal_problem(config, formulations, env, rollout)
 
 
 NAVIGATION = TaskDomain(name="navigation", config_class=NavigationConfig,
