@@ -18,7 +18,9 @@ weighting, the out-of-vocabulary rule and the distance are chosen against
 (the first baseline of docs/text.md was "plain, all tokens, euclidean").
 
   PYTHONPATH=. python experiments/analysis/text_nearest_mean.py \
-      [--num_tasks=1000] [--ablation]
+      [--num_tasks=1000] [--ablation] [--task=clinc150]
+
+`--task` keeps only that corpus's settings (huffpost or clinc150).
 """
 import sys
 
@@ -30,6 +32,7 @@ from metajax.backend import PORTABLE
 from metajax.core.evaluation import mean_and_interval
 from metajax.tasks.text import task as text_task
 from metajax.tasks.text.corpus import load_vectors
+from metajax.tasks.text.vocab import idf
 
 from experiments._text_base import text_config
 
@@ -51,14 +54,6 @@ def accuracy_per_task(tasks, features_fn, ways, metric="cosine"):
       scores_QxW = -jnp.sum((f_q[:, None] - means_WxD[None]) ** 2, -1)
     return jnp.mean((jnp.argmax(scores_QxW, -1) == y_q).astype(jnp.float32))
   return jax.jit(lambda t: jax.lax.map(one, t, batch_size=10))(tasks)
-
-
-def idf(ids_NxL, num_rows):
-  """Smoothed inverse document frequency of each id over the rows."""
-  df_V = np.zeros(num_rows)
-  for row in ids_NxL:
-    df_V[np.unique(row[row != 0])] += 1
-  return np.log((1 + len(ids_NxL)) / (1 + df_V)) + 1
 
 
 def glove_features(vectors_VxD, weight_V):
@@ -113,11 +108,17 @@ def variants(task_name, config, ablation):
 
 
 def main(argv):
-  num_tasks, ablation = 1000, "--ablation" in argv
+  num_tasks, ablation, settings = 1000, "--ablation" in argv, SETTINGS
   for arg in argv:
     if arg.startswith("--num_tasks="):
       num_tasks = int(arg.split("=", 1)[1])
-  for task_name, ways in SETTINGS:
+    elif arg.startswith("--task="):
+      settings = [s for s in SETTINGS if s[0] == arg.split("=", 1)[1]]
+      if not settings:
+        raise SystemExit(f"--task: expected one of "
+                         f"{sorted({s[0] for s in SETTINGS})}, got "
+                         f"{arg.split('=', 1)[1]!r}")
+  for task_name, ways in settings:
     for shots in (1, 5):
       for model in ("text_mean", "text_ngram"):
         config = text_config(task_name, shots=shots, algorithm="protonet",

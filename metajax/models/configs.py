@@ -49,7 +49,24 @@ class TextCNNConfig(Section):
 
 
 @dataclasses.dataclass(frozen=True)
-class TextMeanConfig(Section):
+class PooledTextConfig(Section):
+  """The options of the text encoders that average token embeddings: how the
+  mean is weighted, and how the dense layers and the output scale start."""
+  weighting: str = setting("none", "weights of the mean: none, idf (counted "
+                           "on the meta-train split, zero for ids without a "
+                           "vector) or idf_learned (idf times learned "
+                           "factors starting at 1)",
+                           choices=("none", "idf", "idf_learned"))
+  residual: bool = setting(False, "hidden layers as a residual branch whose "
+                           "output layer starts at zero (the untrained "
+                           "encoder is the mean itself)")
+  norm_scale: float = setting(0.0, "0: off; else the embedding is L2-"
+                              "normalised times a learned scale starting "
+                              "here", check=non_negative)
+
+
+@dataclasses.dataclass(frozen=True)
+class TextMeanConfig(PooledTextConfig):
   """The mean of GloVe word vectors, then dense layers; text tasks only."""
   NAME = "text_mean"
   INPUT = "words"
@@ -62,7 +79,7 @@ class TextMeanConfig(Section):
 
 
 @dataclasses.dataclass(frozen=True)
-class TextNgramConfig(Section):
+class TextNgramConfig(PooledTextConfig):
   """Hashed character n-grams embedded from scratch, averaged, then dense
   layers: needs no pretrained vectors; text tasks only."""
   NAME = "text_ngram"
@@ -101,16 +118,28 @@ def build(model_config: Section, num_outputs: int,
 
 
 def build_text(model_config: Section, num_outputs: int, num_rows: int,
-               vectors_VxD=None):
+               vectors_VxD=None, weights_V=None):
   """A text classifier (`metajax.models.text`) over `num_rows` token ids;
-  `vectors_VxD`: the pretrained vectors word models need."""
+  `vectors_VxD`: the pretrained vectors word models need; `weights_V`: the
+  per-id weights a `weighting` other than "none" needs."""
   from metajax.models import text  # pylint: disable=g-import-not-at-top
+  mean_options = {}
+  if getattr(model_config, "weighting", "none") != "none":
+    if weights_V is None:
+      raise ConfigError(f"config field 'model.weighting': "
+                        f"{model_config.weighting!r} needs per-id weights")
+    mean_options = dict(word_weights=text.FrozenTable(weights_V),
+                        learn_weights=model_config.weighting == "idf_learned")
+  if hasattr(model_config, "residual"):
+    mean_options.update(residual=model_config.residual,
+                        norm_scale=model_config.norm_scale)
   if isinstance(model_config, TextNgramConfig):
     embed = text.Embed(num_rows=num_rows, dim=model_config.dim)
     return text.TextClassifier(num_classes=num_outputs, embed=embed,
                                encoder="mean",
                                hidden_sizes=model_config.hidden_sizes,
-                               activation=model_config.activation)
+                               activation=model_config.activation,
+                               **mean_options)
   if vectors_VxD is None:
     raise ConfigError(f"config field 'model': {model_config.NAME!r} needs "
                       "pretrained word vectors")
@@ -125,7 +154,8 @@ def build_text(model_config: Section, num_outputs: int, num_rows: int,
   return text.TextClassifier(num_classes=num_outputs, embed=embed,
                              encoder="mean",
                              hidden_sizes=model_config.hidden_sizes,
-                             activation=model_config.activation)
+                             activation=model_config.activation,
+                             **mean_options)
 
 
 def require(model_config: Section, allowed: tuple, task: str):

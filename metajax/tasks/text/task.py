@@ -30,6 +30,7 @@ from metajax.models import configs as model_configs
 from metajax.settings import (
     ConfigError, Section, non_negative_int, positive_int, setting)
 from metajax.tasks.base import Problem, TaskDomain
+from metajax.tasks.text import vocab
 from metajax.tasks.text.corpus import load_corpus, load_vectors
 from metajax.tasks.text.sampling import (
     TextTasks, check_task_shape, make_task_sampler, sample_tasks)
@@ -112,6 +113,14 @@ def model_inputs(corpus, input_kind, max_length):
   return ids_NxL, num_rows
 
 
+def train_idf(corpus, name, ids_NxL, num_rows):
+  """`vocab.idf` of each id over the meta-train classes' examples only (the
+  validation and meta-test texts are never counted)."""
+  ids_CxMxL = ids_NxL.reshape(corpus.num_classes, corpus.per_class, -1)
+  train_ids = ids_CxMxL[split_classes(corpus, name)[0]]
+  return vocab.idf(train_ids.reshape(-1, ids_NxL.shape[1]), num_rows)
+
+
 def make_splits(corpus, name, ids_NxL):
   """`TextTasks` of the train, val and test classes."""
   ids_CxMxL = ids_NxL.reshape(corpus.num_classes, corpus.per_class, -1)
@@ -142,16 +151,20 @@ def build(config, formulations: Formulations) -> Problem:
     raise ConfigError(f"{task.NAME} tasks (task.ways={task.ways}, task.shots="
                       f"{task.shots}, task.queries={task.queries}, "
                       f"task.eval_queries={task.eval_queries}): {e}") from None
-  vectors_VxD = None
+  vectors_VxD, found_V = None, np.ones(num_rows, bool)
   if config.model.INPUT == "words":
     try:
-      vectors_VxD, _ = load_vectors(corpus.vocab_V, task.data_dir or None)
+      vectors_VxD, found_V = load_vectors(corpus.vocab_V,
+                                          task.data_dir or None)
     except (FileNotFoundError, ValueError) as e:
       raise ConfigError(f"config field 'model' ({config.model.NAME} needs "
                         f"GloVe vectors; model='text_ngram' does not): {e}"
                         ) from None
+  weights_V = None
+  if getattr(config.model, "weighting", "none") != "none":
+    weights_V = train_idf(corpus, task.NAME, ids_NxL, num_rows) * found_V
   model = model_configs.build_text(config.model, task.ways, num_rows,
-                                   vectors_VxD)
+                                   vectors_VxD, weights_V)
   splits = {"train": train, "val": val, "test": test}
 
   def eval_tasks(split="test", num_tasks=None):

@@ -71,3 +71,14 @@ def lengths(token_lists, n=None):
   if n is None:
     return np.array([len(t) for t in token_lists], np.int64)
   return np.array([len(char_ngrams(t, n)) for t in token_lists], np.int64)
+
+
+def idf(ids_NxL, num_rows):
+  """Smoothed inverse document frequency of each id over the rows,
+  log((1 + N) / (1 + df)) + 1 (scikit-learn's form); padding (id 0) counts
+  in no row."""
+  ids_NxL = np.asarray(ids_NxL, np.int64)
+  rows_NxL = np.broadcast_to(np.arange(len(ids_NxL))[:, None], ids_NxL.shape)
+  pairs = np.unique((rows_NxL * num_rows + ids_NxL)[ids_NxL != 0])
+  df_V = np.bincount(pairs % num_rows, minlength=num_rows)
+  return np.log((1 + len(ids_NxL)) / (1 + df_V)) + 1
