@@ -60,7 +60,7 @@ def mean_config(task: str, shots: int, algorithm: str, ways: int = 5,
   """`text_config` with the `text_mean` model; `inner` back at its
   defaults for the algorithms without an inner loop."""
   base = {"model": TextMeanConfig.NAME, "model.embeddings": "frozen"}
-  if algorithm in ("protonet", "matching"):
+  if algorithm in ("protonet", "matching", "cnp", "snail"):
     base.update({"inner.steps": InnerConfig().steps,
                  "inner.lr": InnerConfig().lr})
   config = text_config(task, shots, algorithm, ways, num_meta_steps, base)

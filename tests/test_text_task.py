@@ -99,3 +99,39 @@ def test_meta_steps_on_real_episodes_lower_the_loss(algorithm, monkeypatch):
     losses.append(float(metrics["meta_loss"]))
   assert np.all(np.isfinite(losses))
   assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+
+
+@needs_data
+def test_cnp_reads_a_text_encoder_whatever_its_last_layer(monkeypatch):
+  # The residual encoder's last parameters are a learned scale, not a
+  # Dense kernel: the neural process is sized from the traced embedding.
+  from experiments._text_base import text_config  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("METAJAX_CACHE_DIR", SHARED_CACHE)
+  config = text_config("clinc150", shots=5, algorithm="cnp", overrides={
+      "task.data_dir": DATA_DIR, "task.queries": 5, "model": "text_ngram",
+      "model.dim": 16, "model.hidden_sizes": (8,), "model.residual": True,
+      "model.norm_scale": 3.0, "outer.meta_batch_size": 4,
+      "inner.steps": 1, "inner.lr": 0.01, "algorithm.encoder_sizes": (16,),
+      "algorithm.decoder_sizes": (16,)})
+  problem = text_task.build(config, PORTABLE)
+  algo = algorithms.get("cnp")
+  algo.check(config, problem)
+  meta_params = algo.init_meta_params(
+      config, problem, problem.init_params(jax.random.key(0)))
+  meta_grad_fn = algo.make_meta_grad(config, problem)
+  optimizer = optax.adam(3e-2)
+
+  @jax.jit
+  def step(params, opt_state, key):
+    grads, metrics = meta_grad_fn(params, problem.train_sampler(key), key, 0)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, metrics
+
+  opt_state = optimizer.init(meta_params)
+  losses = []
+  for i in range(30):
+    meta_params, opt_state, metrics = step(meta_params, opt_state,
+                                           jax.random.key(i))
+    losses.append(float(metrics["meta_loss"]))
+  assert np.all(np.isfinite(losses))
+  assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5]), losses

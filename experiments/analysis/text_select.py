@@ -43,7 +43,8 @@ CLINC_MAML_ENCODERS = CLINC_ENCODERS
 def _rows():
   rows = {}
   for shots in (1, 5):
-    for algorithm in ("protonet", "matching", "maml", "fomaml", "anil"):
+    for algorithm in ("protonet", "matching", "maml", "fomaml", "anil",
+                      "cnp"):
       rows[f"huffpost_5way{shots}shot_{algorithm}"] = (
           "huffpost", 5, shots, algorithm, HUFFPOST_ENCODERS)
   for ways in (5, 30):

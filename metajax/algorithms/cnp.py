@@ -96,18 +96,22 @@ class CnpConfig(HeadConfig):
 
 
 
-def io_widths(config, kind: str, model_params) -> tuple:
-  """`(x width, y width)` the neural process reads, from the model's params:
-  regression, the MLP's input and output widths; classification, the head's
-  input width (the embedding) and its outputs (the classes); `kind`: the
-  problem's."""
-  modules = _modules(model_params)
-  names = list(modules)
-  if kind == "regression":
+def io_widths(config, problem, model_params) -> tuple:
+  """`(x width, y width)` the neural process reads: regression, the MLP's
+  input and output widths (from its params); classification, the width of
+  the embedding before the head (`algorithm.head`, traced on one task's
+  support inputs, whatever the encoder's layers) and the classes."""
+  if problem.kind == "regression":
+    modules = _modules(model_params)
+    names = list(modules)
     return (modules[names[0]]["kernel"].shape[0],
             modules[names[-1]]["kernel"].shape[-1])
-  head_kernel = modules[config.algorithm.head or names[-1]]["kernel"]
-  return head_kernel.shape[0], head_kernel.shape[-1]
+  x_TxKx = jax.eval_shape(problem.train_sampler,
+                          jax.random.key(0)).support[0]
+  one_task_x = jax.ShapeDtypeStruct(x_TxKx.shape[1:], x_TxKx.dtype)
+  features = jax.eval_shape(embedding_fn(config, problem), model_params,
+                            one_task_x)
+  return math.prod(features.shape[1:]), problem.num_classes
 
 
 def build_model(config, kind: str, y_width: int) -> NeuralProcess:
@@ -141,7 +145,8 @@ def init_meta_params(config, problem, model_params):
   key = jax.random.fold_in(jax.random.key(config.run.seed), NP_INIT_STREAM)
   kind = problem.kind
   meta = {"np": init_np_params(config, kind,
-                               *io_widths(config, kind, model_params), key)}
+                               *io_widths(config, problem, model_params),
+                               key)}
   if kind == "classification":
     meta["body"] = model_params
   return meta
@@ -206,26 +211,21 @@ def check(config, problem):
           f"config field 'algorithm.min_context': classification keeps every "
           f"support example (each class needs its own); expected 0, got "
           f"{config.algorithm.min_context}")
-    x_TxKx = tasks.support[0]
-    one_task_x = jax.ShapeDtypeStruct(x_TxKx.shape[1:], x_TxKx.dtype)
-    features = jax.eval_shape(embedding_fn(config, problem), params,
-                              one_task_x)
-    actual = (math.prod(features.shape[1:]), problem.num_classes)
-  else:
-    support_x, support_y = tasks.support
-    if config.algorithm.min_context > support_x.shape[1]:
-      raise ConfigError(
-          f"config field 'algorithm.min_context': a training task has "
-          f"{support_x.shape[1]} support points; expected at most that, got "
-          f"{config.algorithm.min_context}")
-    actual = (support_x.shape[-1], support_y.shape[-1])
-  widths = io_widths(config, kind, params)
-  if widths != actual:
-    field = "algorithm.head" if kind == "classification" else "model"
+    io_widths(config, problem, params)  # traces the embedding: head errors
+    return
+  support_x, support_y = tasks.support
+  if config.algorithm.min_context > support_x.shape[1]:
     raise ConfigError(
-        f"config field '{field}': cnp sizes the neural process from "
-        f"the model's params as {widths} (inputs, "
-        f"outputs), but the task gives {actual}; use the default embedding")
+        f"config field 'algorithm.min_context': a training task has "
+        f"{support_x.shape[1]} support points; expected at most that, got "
+        f"{config.algorithm.min_context}")
+  actual = (support_x.shape[-1], support_y.shape[-1])
+  widths = io_widths(config, problem, params)
+  if widths != actual:
+    raise ConfigError(
+        f"config field 'model': cnp sizes the neural process from the "
+        f"model's params as {widths} (inputs, outputs), but the task gives "
+        f"{actual}; use an MLP from the task's inputs to its outputs")
 
 
 def make_meta_grad(config, problem):
