@@ -10,9 +10,9 @@ iterations; evaluation as `navigation_maml_rl` (40 goals, 0-3 steps).
 
   python -m metajax navigation_promp
 
-Stopped after 301 iterations (`--outer.max_train_seconds=720`, shared 2-core
-CPU, 2026-12-07): -47.7 / -18.8 / -15.5 / -14.9 after 0 / 1 / 2 / 3 steps,
-LVC with Adam's 500-iteration adapted returns. docs/rl.md, "Estimators,
+Measured (2026-12-07, the 2-core CPU alone, 302 s of training): -47.8 /
+-20.9 / -16.9 / -15.3 after 0 / 1 / 2 / 3 steps, LVC with Adam's adapted
+returns. docs/rl.md, "Estimators,
 outer steps and baselines on 2D navigation".
 """
 from metajax.training.config import override
