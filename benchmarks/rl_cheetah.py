@@ -18,8 +18,6 @@ device and the load average. Timings on a shared machine are inflated; the
 JSON keeps the load seen.
 """
 import argparse
-import json
-import os
 
 from benchmarks import timing
 from experiments import cheetah_vel_maml_rl
@@ -81,13 +79,7 @@ def main(argv=None):
           f"physics steps/s; compile {row['compile_seconds']:.1f} s",
           flush=True)
     rows.append(row)
-  info = timing.device_info()
-  info["load_average_before"] = load_before
-  out = args.out or os.path.join(os.path.dirname(__file__), "results",
-                                 timing.device_slug())
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, "rl_cheetah.json"), "w") as f:
-    json.dump({"device": info, "rows": rows}, f, indent=1)
+  info = timing.write_rows(rows, "rl_cheetah.json", args.out, load_before)
   print(f"device: {info['device_kind']}, load {info.get('load_average')}")
 
 

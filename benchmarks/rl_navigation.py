@@ -14,8 +14,6 @@ time apart (`timing.time_compile`), the device and the load average.
 Timings on a shared machine are inflated; the JSON keeps the load seen.
 """
 import argparse
-import json
-import os
 
 from benchmarks import timing
 from experiments import navigation_maml_rl
@@ -65,13 +63,7 @@ def main(argv=None):
             f"(p25 {ms['p25_ms']:.1f}, p75 {ms['p75_ms']:.1f}); compile "
             f"{row['compile_seconds']:.1f} s", flush=True)
       rows.append(row)
-  info = timing.device_info()
-  info["load_average_before"] = load_before
-  out = args.out or os.path.join(os.path.dirname(__file__), "results",
-                                 timing.device_slug())
-  os.makedirs(out, exist_ok=True)
-  with open(os.path.join(out, "rl_navigation.json"), "w") as f:
-    json.dump({"device": info, "rows": rows}, f, indent=1)
+  info = timing.write_rows(rows, "rl_navigation.json", args.out, load_before)
   print(f"device: {info['device_kind']}, load {info.get('load_average')}")
 
 

@@ -6,6 +6,7 @@ sub-millisecond steps are measured as the trainer runs them (asynchronous
 dispatch, one sync at the end) rather than dominated by the sync itself.
 """
 import contextlib
+import json
 import math
 import os
 import platform
@@ -205,3 +206,18 @@ def device_slug() -> str:
   kind = str(jax.devices()[0].device_kind).lower()
   slug = "".join(c if c.isalnum() else "-" for c in kind)
   return "-".join(part for part in slug.split("-") if part) or "unknown"
+
+
+def write_rows(rows: list, name: str, out_dir: str = "",
+               load_before=None) -> dict:
+  """Writes `{"device": device_info(), "rows": rows}` to `<out_dir>/<name>`
+  (default `benchmarks/results/<device_slug()>/`), the load average seen
+  before the timings beside the device's; returns the device info."""
+  info = device_info()
+  info["load_average_before"] = load_before
+  out_dir = out_dir or os.path.join(os.path.dirname(__file__), "results",
+                                    device_slug())
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, name), "w") as f:
+    json.dump({"device": info, "rows": rows}, f, indent=1)
+  return info
