@@ -5,8 +5,9 @@ with v_goal ~ U[0, 2], horizon 200; Gaussian MLP policy 2 x 100 ReLU; 20
 trajectories per task and step; one inner policy-gradient step at 0.1;
 meta-batch 40; LVC meta-gradient; Adam 1e-3 outer (`--algorithm.outer_step=
 trpo --outer.optimizer=sgd --outer.lr=1` for the paper's TRPO). Evaluation:
-40 fixed goals, return after 0-3 test-time steps at 0.1 then 0.05. Needs
-brax: `pip install -e ".[rl]"`.
+the paper's 40 test goals, return after 0-3 test-time steps at 0.1 then
+0.05 on 20 trajectories each (the paper's 4000 steps). Needs brax: `pip
+install -e ".[rl]"`.
 
   python -m metajax cheetah_vel_maml_rl
 
@@ -15,8 +16,9 @@ Paper (MAML, figure 5): MAML -129.5 / -78.6 / -66.6 / -60.8 after 0 / 1 /
 the shape). Ours: not run at this size (about 5 minutes per meta-iteration
 on 2 CPU cores, extrapolated; a GPU run). A reduced CPU run
 (`--outer.meta_batch_size=8 --algorithm.trajectories=10 --task.horizon=50
---outer.num_meta_steps=90`, 22 minutes) gave -68.0 / -72.5 / -70.5 / -68.4:
-no adaptation gain at that budget; see docs/rl.md.
+--outer.num_meta_steps=90`, 10 minutes on the 2-core CPU alone) gave -62.6
+/ -62.7 / -62.4 / -61.2: no adaptation gain at that budget; see
+docs/rl.md.
 """
 from metajax.algorithms.base import InnerConfig
 from metajax.algorithms.maml_rl import MamlRLConfig

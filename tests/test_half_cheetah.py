@@ -162,3 +162,6 @@ def test_evaluation_goals_are_fixed_and_apart_from_validation(cheetah):
   val = problem.eval_tasks("val")["3 goals"].support
   np.testing.assert_array_equal(test, again)
   assert test.shape == (3, 1) and not np.array_equal(test, val)
+  np.random.seed(1)  # test_maml_cheetah.py's draw of the velocity goals
+  np.testing.assert_allclose(test[:, 0], np.random.uniform(0.0, 2.0, 3),
+                             rtol=1e-6)

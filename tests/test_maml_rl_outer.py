@@ -37,8 +37,9 @@ def test_promp_gradient_at_ratio_one_is_the_lvc_meta_gradient(x64):
   def gradients(params):
     batch = parts.rollouts(params, tasks, jax.random.key(2))
     refs = rl_outer.promp_refs(parts, params, batch)
+    kl_coeff = jnp.full((1,), config.algorithm.promp_kl_coeff)
     promp = jax.grad(lambda p: rl_outer.promp_objective(
-        parts, config.algorithm, p, batch, refs)[0])(params)
+        parts, config.algorithm, p, batch, refs, kl_coeff)[0])(params)
     lvc = jax.grad(parts.meta_objective)(params, batch)
     return promp, lvc, batch
 
@@ -82,8 +83,10 @@ def test_promp_step_compiles_once_and_moves_the_policy():
     state, _, metrics = run.call(state, None)
   assert run.step_fn.cache_size() == 1
   assert int(state.nonfinite_count) == 0
-  adam = state.params["promp_adam"]
-  assert float(adam["count"]) == 6.0  # 2 meta-iterations x 3 Adam steps
+  promp_state = state.params["promp_state"]
+  assert float(promp_state["count"]) == 6.0  # 2 meta-iterations x 3 steps
+  np.testing.assert_allclose(promp_state["kl_coeff"],
+                             [config.algorithm.promp_kl_coeff], rtol=1e-7)
   moved = max(float(np.max(np.abs(a - b))) for a, b in zip(
       jax.tree.leaves(start["policy"]),
       jax.tree.leaves(jax.tree.map(np.asarray, state.params["policy"]))))
@@ -93,6 +96,34 @@ def test_promp_step_compiles_once_and_moves_the_policy():
   policy = maml_rl.policy_params(config, state.params)
   assert (jax.tree.structure(policy)
           == jax.tree.structure(run.problem.init_params(jax.random.key(0))))
+
+
+def test_adaptive_kl_coefficient_halves_under_and_doubles_over_target():
+  coeff = jnp.array([1.0, 1.0, 1.0, 1.0, 1.0])
+  kl = jnp.array([0.001, 0.0067, 0.01, 0.0149, 0.016])  # target 0.01
+  np.testing.assert_allclose(rl_outer.adapt_kl_coeff(coeff, kl, 0.01),
+                             [0.5, 1.0, 1.0, 1.0, 2.0])
+
+
+@pytest.mark.parametrize("target,factor", [(1e3, 0.25), (1e-12, 4.0)])
+def test_adaptive_kl_coefficients_move_per_inner_step_across_iterations(
+    target, factor):
+  """Two meta-iterations of ProMP with two inner steps: each step's
+  coefficient is halved twice when the inner KL is far under the target,
+  doubled twice when far over; they live in the meta-params."""
+  config = override(tiny_config(outer__steps_per_call=1, run__log_every=1),
+                    {**PROMP, **SMALL, "algorithm.promp_steps": 2,
+                     "inner.steps": 2, "algorithm.promp_adaptive_kl": True,
+                     "algorithm.promp_kl_target": target})
+  run = train.build_run(config)
+  state = run.state
+  for _ in range(2):
+    state, _, metrics = run.call(state, None)
+  assert int(state.nonfinite_count) == 0
+  coeff = np.asarray(state.params["promp_state"]["kl_coeff"])
+  np.testing.assert_allclose(
+      coeff, [factor * config.algorithm.promp_kl_coeff] * 2, rtol=1e-6)
+  assert 0.0 < float(metrics["promp_inner_kl"]) < 1e-3
 
 
 def scan_line_search(evaluate, num_steps, max_kl):

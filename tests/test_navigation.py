@@ -30,23 +30,56 @@ def tiny_config(**changes):
 
 
 def homing_policy(params, obs_BxO):
-  """Steps straight to `params["goal"]` (clipped), almost deterministically."""
-  return params["goal"][None, :] - obs_BxO, jnp.full((2,), -20.0)
+  """Steps straight to `params["goal"]` (the action scaled by 1 / max_action
+  of 0.1, then clipped), almost deterministically."""
+  return (params["goal"][None, :] - obs_BxO[:, :2]) / 0.1, jnp.full((2,),
+                                                                   -20.0)
 
 
-def test_step_clips_actions_rewards_distance_and_detects_arrival():
+def test_step_scales_and_clips_actions_rewards_distance_and_detects_arrival():
+  # rllab's normalize: the policy's [-1, 1] is scaled to +-0.1, then clipped.
   goal = jnp.array([0.3, -0.2])
-  position, reward, done = ENV.step(jnp.zeros(2), jnp.array([5.0, -0.04]),
+  position, reward, done = ENV.step(jnp.zeros(2), jnp.array([5.0, -0.4]),
                                     goal)
   np.testing.assert_allclose(position, [0.1, -0.04], rtol=1e-6)
   np.testing.assert_allclose(reward, -np.hypot(0.2, 0.16), rtol=1e-6)
   assert not bool(done)
   _, reward, done = ENV.step(jnp.array([0.295, -0.1]),
-                             jnp.array([0.0, -0.095]), goal)
+                             jnp.array([0.0, -0.95]), goal)
   assert bool(done) and abs(float(reward)) < 0.01
-  _, _, done = ENV.step(jnp.array([0.28, -0.1]), jnp.array([0.0, -0.1]),
+  _, _, done = ENV.step(jnp.array([0.28, -0.1]), jnp.array([0.0, -1.0]),
                         goal)
   assert not bool(done)  # x is 0.02 away: both coordinates must be close
+
+
+def test_the_oracle_observes_the_goal():
+  env = Navigation(horizon=12, observe_goal=True)
+  goal = jnp.array([0.25, 0.0])
+  trajectories = rollout(env, homing_policy, {"goal": goal}, goal,
+                         jax.random.key(0), 2)
+  assert env.observation_dim == 4 and trajectories.obs.shape == (2, 12, 4)
+  np.testing.assert_allclose(trajectories.obs[0, :3, 2:], [[0.25, 0.0]] * 3)
+  np.testing.assert_allclose(trajectories.obs[0, :3, 0], [0.0, 0.1, 0.2],
+                             atol=1e-6)
+  config = tiny_config(task__observe_goal=True, algorithm__pretrain=True)
+  run = train.build_run(config)
+  kernel = run.state.params["params"]["Dense_0"]["kernel"]
+  assert kernel.shape[0] == 4
+
+
+def test_test_goals_are_the_papers_draw_and_apart_from_validation():
+  problem = train.build_run(tiny_config(eval__num_tasks=40)).problem
+  test = np.asarray(problem.eval_tasks("test")["40 goals"].support)
+  np.random.seed(1)  # test_maml_point.py's draw
+  np.testing.assert_allclose(test, np.random.uniform(-0.5, 0.5, (40, 2)),
+                             rtol=1e-6)
+  val = np.asarray(problem.eval_tasks("val", 40)["40 goals"].support)
+  assert np.min(np.abs(test - val)) > 0
+  sampled = train.build_run(tiny_config(
+      eval__num_tasks=40, task__test_goals="sampled")).problem
+  other = np.asarray(sampled.eval_tasks("test")["40 goals"].support)
+  assert not np.allclose(test, other)
+  assert np.all(np.abs(other) <= 0.5)
 
 
 def test_rollout_masks_the_steps_after_arrival():

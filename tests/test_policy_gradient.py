@@ -54,6 +54,31 @@ def test_returns_gae_and_baseline_match_numpy_loops(x64):
                              atol=1e-10)
 
 
+@pytest.mark.parametrize("seed", [76, 111])
+def test_baseline_fit_with_collinear_features_is_accurate_in_float32(seed):
+  """A goal observed with the position is constant within a task, so its
+  features are collinear with the constant one and the ridge of 1e-5 is
+  below float32's resolution of the normal equations: the fit must still
+  match the float64 ridge fit (on these two data sets an LU solve was off
+  by 1e-2 and non-finite)."""
+  rng = np.random.default_rng(seed)
+  position = np.cumsum(rng.normal(scale=0.05, size=(20, 100, 2)), axis=1)
+  goal = rng.uniform(-0.5, 0.5, size=2)
+  obs = np.concatenate([position, np.broadcast_to(goal, position.shape)],
+                       axis=-1).astype(np.float32)
+  rewards = -np.linalg.norm(position - goal, axis=-1).astype(np.float32)
+  mask = np.ones((20, 100), np.float32)
+  returns = pg.discounted_returns(rewards, mask, 0.99)
+  features = pg.baseline_features(jnp.asarray(obs))
+  fitted = np.asarray(jax.jit(pg.fit_linear_baseline)(features, returns,
+                                                      mask))
+  f = np.asarray(features, np.float64).reshape(-1, 12)
+  y = np.asarray(returns, np.float64).reshape(-1)
+  coef = np.linalg.solve(f.T @ f + 1e-5 * np.eye(12), f.T @ y)
+  assert np.all(np.isfinite(fitted))
+  np.testing.assert_allclose(fitted, (f @ coef).reshape(20, 100), atol=2e-3)
+
+
 def test_loaded_dice_at_lambda_one_is_dice_with_baseline_in_every_order(x64):
   """Farquhar et al.'s identity: with exact (lambda=1) advantages, loaded
   DiCE and Mao et al.'s DiCE differ by a constant (the discounted return:

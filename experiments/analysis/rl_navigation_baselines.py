@@ -2,10 +2,11 @@
 
 Random init: the untrained policy of `navigation_maml_rl` (initialised from
 `run.seed` as the trainer does, and from the next seeds with `--seeds`),
-adapted and scored with the paper's protocol (`maml_rl.evaluate`: 40 goals,
-returns before and after 1-3 test-time steps at 0.1 then 0.05).
+adapted and scored with the paper's protocol (`maml_rl.evaluate`: the
+paper's 40 goals, returns before and after 1-3 test-time steps at 0.5 then
+0.25, 40 trajectories each).
 
-Oracle: the analytic best policy, told the goal: each action is the
+Oracle: the analytic best policy, told the goal: each step is the
 per-coordinate clip of (goal - position) to +-max_action, almost
 deterministic (std e^-20). After k steps the reachable positions are the box
 of half-width k * max_action around the start, and this policy sits at the
@@ -14,11 +15,11 @@ return; it is scored on the same 40 goals, with the environment's rollout.
 
   python experiments/analysis/rl_navigation_baselines.py [--seeds N]
 
-Result (2026-12-07, shared 2-core CPU, 95 s): oracle -0.62 +- 0.10; random
-init after 0 / 1 / 2 / 3 steps -189.6 / -132.3 / -113.9 / -97.6 (seed 0),
--98.4 / -87.2 / -82.9 / -77.8 (seed 1), -230.3 / -187.3 / -163.4 / -147.9
-(seed 2). docs/rl.md, "Estimators, outer steps and baselines on 2D
-navigation".
+Result (2026-12-07, the 2-core CPU alone, 12 s): oracle -0.54 +- 0.10;
+random init after 0 / 1 / 2 / 3 steps -82.2 / -67.3 / -63.5 / -61.2 (seed
+0), -73.6 / -62.2 / -59.6 / -58.0 (seed 1), -82.3 / -68.8 / -64.9 / -62.3
+(seed 2). The trained oracle is `python -m metajax navigation_oracle`.
+docs/rl.md, "Estimators, outer steps and baselines on 2D navigation".
 """
 import argparse
 import json
@@ -55,13 +56,13 @@ def oracle(config, problem):
                    goal_low=task.goal_range[0], goal_high=task.goal_range[1])
 
   def policy_fn(goal_2, obs_BxO):
-    mean_BxA = jnp.clip(goal_2[None, :] - obs_BxO, -env.max_action,
-                        env.max_action)
+    mean_BxA = jnp.clip((goal_2[None, :] - obs_BxO) / env.max_action, -1.0,
+                        1.0)
     return mean_BxA, jnp.full((env.action_dim,), -20.0)
 
   def one_goal(goal_2, key):
     trajectories = rollout(env, policy_fn, goal_2, goal_2, key,
-                           config.algorithm.trajectories)
+                           config.algorithm.eval_trajectories)
     return maml_rl.mean_return(trajectories)
 
   results = {}

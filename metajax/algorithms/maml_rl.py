@@ -22,8 +22,8 @@ gradient of the pre-adaptation return on all tasks, no inner step.
 
 Evaluation (the paper's): each of `eval.num_tasks` fixed goals is adapted
 with plain policy-gradient steps at `eval_lrs` (one per step, the last
-repeated); the return of the trajectories sampled before each step is
-reported, with its 95% interval.
+repeated) on `eval_trajectories` fresh trajectories each; the return of the
+trajectories sampled before each step is reported, with its 95% interval.
 """
 import dataclasses
 
@@ -82,9 +82,14 @@ class MamlRLConfig(Section):
   promp_steps: int = setting(5, "ProMP: Adam steps per batch of samples",
                              check=positive_int)
   promp_lr: float = setting(1e-3, "ProMP: Adam's rate", check=positive)
-  promp_kl_coeff: float = setting(5e-4, "ProMP: fixed coefficient of the "
-                                  "pre-update policies' KL penalty",
+  promp_kl_coeff: float = setting(5e-4, "ProMP: (initial) coefficient of "
+                                  "the pre-update policies' KL penalty",
                                   check=non_negative)
+  promp_adaptive_kl: bool = setting(False, "ProMP: halve or double each "
+                                    "inner step's KL coefficient after each "
+                                    "iteration towards promp_kl_target")
+  promp_kl_target: float = setting(0.01, "ProMP: the inner KL the adaptive "
+                                   "coefficient aims at", check=positive)
   pretrain: bool = setting(False, "maximise the pre-adaptation return by "
                            "plain policy gradient on all tasks (no inner "
                            "step, no meta-gradient): the paper's "
@@ -92,6 +97,9 @@ class MamlRLConfig(Section):
   eval_lrs: tuple[float, ...] = setting(
       (0.1, 0.05), "test-time rates, one per step (the last repeats)",
       check=positive_numbers)
+  eval_trajectories: int = setting(20, "trajectories sampled per goal and "
+                                   "test-time step (the paper: 4000 steps, "
+                                   "i.e. 4000 / horizon)", check=positive_int)
 
 
 def check(config, problem):
@@ -151,8 +159,9 @@ class _Parts:
                         signals, self.settings.discount,
                         self.settings.dice_lambda, logp_ref)
 
-  def sample(self, params, goal, key):
-    return self.env.rollout(params, goal, key, self.num_trajectories)
+  def sample(self, params, goal, key, num_trajectories=None):
+    return self.env.rollout(params, goal, key,
+                            num_trajectories or self.num_trajectories)
 
   def ascent(self, params, trajectories, signals, lr, first_order=False,
              logp_ref=None):
@@ -217,7 +226,7 @@ def mean_return(trajectories):
 
 def policy_params(config, meta_params):
   """The policy's parameters within the meta-parameters (ProMP's also hold
-  its Adam state)."""
+  its Adam state and KL coefficients)."""
   if config.algorithm.outer_step == "promp":
     return meta_params["policy"]
   return meta_params
@@ -226,8 +235,8 @@ def policy_params(config, meta_params):
 def init_meta_params(config, problem, model_params):
   del problem
   if config.algorithm.outer_step == "promp":
-    return {"policy": model_params,
-            "promp_adam": rl_outer.init_promp_state(model_params)}
+    return {"policy": model_params, "promp_state": rl_outer.init_promp_state(
+        model_params, config.inner.steps, config.algorithm.promp_kl_coeff)}
   return model_params
 
 
@@ -267,12 +276,12 @@ def make_meta_grad(config, problem):
 
   def promp_step(meta_params, tasks, key, step):
     del step
-    params, adam_state = meta_params["policy"], meta_params["promp_adam"]
+    params, state = meta_params["policy"], meta_params["promp_state"]
     batch = parts.rollouts(params, tasks, key)
     new_params, new_state, metrics = rl_outer.promp_step(
-        parts, settings, params, adam_state, batch)
+        parts, settings, params, state, batch)
     change = {"policy": jax.tree.map(jnp.subtract, new_params, params),
-              "promp_adam": jax.tree.map(jnp.subtract, new_state, adam_state)}
+              "promp_state": jax.tree.map(jnp.subtract, new_state, state)}
     return negate(change), metrics
 
   if settings.pretrain:
@@ -290,7 +299,8 @@ def adaptation_returns(config, problem, params, goals_G, key, num_steps: int):
   def one_goal(goal, goal_key):
     current, returns = params, []
     for k, key_k in enumerate(jax.random.split(goal_key, num_steps + 1)):
-      trajectories = parts.sample(current, goal, key_k)
+      trajectories = parts.sample(current, goal, key_k,
+                                  config.algorithm.eval_trajectories)
       returns.append(mean_return(trajectories))
       if k < num_steps:
         current = parts.ascent(current, trajectories,

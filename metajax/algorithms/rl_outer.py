@@ -11,11 +11,14 @@ bound and backtracked by halves (`backtracking_line_search`).
 
 ProMP (Rothfuss et al. 2019, Algorithm 1, eq. (7)-(9)): `promp_steps` Adam
 steps on the same samples, each on PPO's clipped ratio of the adapted policy
-to the one that sampled the query trajectories, minus a fixed KL penalty
-between the pre-update policies; the inner step is LVC importance-weighted to
-the sampling policy, so it is LVC's step at the first iteration and stays
-correct after the meta-parameters moved. Adam's moments persist across
-meta-iterations (as ProMP's TensorFlow optimizer's do) in the meta-params
+to the one that sampled the query trajectories, minus a KL penalty between
+the pre-update policies of each inner step (one coefficient per step, fixed
+or, with `promp_adaptive_kl`, halved or doubled after each iteration towards
+`promp_kl_target` as ProMP's code does); the inner step is LVC
+importance-weighted to the sampling policy, so it is LVC's step at the first
+iteration and stays correct after the meta-parameters moved. Adam's moments
+and the KL coefficients persist across meta-iterations (as ProMP's
+TensorFlow optimizer's and its algorithm's do) in the meta-params
 (`init_promp_state`), which checkpoints and resumes them with the policy.
 """
 from typing import NamedTuple
@@ -123,12 +126,21 @@ def trpo_step(parts, settings, params, batch):
   return unravel(fraction * full_step), metrics
 
 
-def init_promp_state(params):
+def init_promp_state(params, inner_steps: int, kl_coeff: float):
   """ProMP's Adam moments and step count (a float, so the trainer's SGD
-  applies its change like any other leaf's)."""
+  applies its change like any other leaf's) and its KL coefficient of each
+  inner step."""
   zeros = jax.tree.map(jnp.zeros_like, params)
   return {"mu": zeros, "nu": jax.tree.map(jnp.zeros_like, params),
-          "count": jnp.zeros((), jnp.float32)}
+          "count": jnp.zeros((), jnp.float32),
+          "kl_coeff": jnp.full((inner_steps,), kl_coeff, jnp.float32)}
+
+
+def adapt_kl_coeff(kl_coeff_K, kl_K, target: float):
+  """ProMP's rule, per inner step: halve the coefficient where the KL is
+  under target / 1.5, double it where it is over 1.5 target."""
+  return jnp.where(kl_K < target / 1.5, kl_coeff_K / 2,
+                   jnp.where(kl_K > target * 1.5, kl_coeff_K * 2, kl_coeff_K))
 
 
 def adam_ascent(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-8):
@@ -141,14 +153,15 @@ def adam_ascent(params, grads, state, lr, b1=0.9, b2=0.999, eps=1e-8):
   params = jax.tree.map(
       lambda p, m, v: p + lr * (m / c1) / (jnp.sqrt(v / c2) + eps),
       params, mu, nu)
-  return params, {"mu": mu, "nu": nu, "count": count}
+  return params, {**state, "mu": mu, "nu": nu, "count": count}
 
 
-def promp_objective(parts, settings, params, batch, refs):
+def promp_objective(parts, settings, params, batch, refs, kl_coeff_K):
   """ProMP's meta-objective (maximised) and its parts: the clipped ratio of
-  each task's adapted policy on its query trajectories, minus
-  `promp_kl_coeff` times the mean KL(sampling || current) of the policy at
-  each inner step on that step's trajectories.
+  each task's adapted policy on its query trajectories, minus the mean over
+  inner steps k of `kl_coeff_K[k]` times the mean KL(sampling || current) of
+  the policy at step k on that step's trajectories. The parts are the
+  clipped ratio and the KL of each step, `(K,)`, both means over tasks.
 
   `refs = (inner_logp_refs, inner_dists, query_logp_ref)`: the sampling
   policies' log-probabilities and distributions, held constant.
@@ -169,13 +182,13 @@ def promp_objective(parts, settings, params, batch, refs):
         parts.log_probs(current, query), query_signals, logp_ref,
         settings.clip_eps)
     count = jnp.maximum(jnp.sum(query.mask), 1.0)
-    return jnp.sum(per_trajectory_N) / count, jnp.mean(jnp.stack(kls))
+    return jnp.sum(per_trajectory_N) / count, jnp.stack(kls)
 
-  clipped_T, kl_T = jax.vmap(one_task)(
+  clipped_T, kl_TxK = jax.vmap(one_task)(
       batch.inner, batch.inner_signals, inner_logp_refs, inner_dists,
       batch.query, batch.query_signals, query_logp_ref)
-  clipped, kl = jnp.mean(clipped_T), jnp.mean(kl_T)
-  return clipped - settings.promp_kl_coeff * kl, (clipped, kl)
+  clipped, kl_K = jnp.mean(clipped_T), jnp.mean(kl_TxK, axis=0)
+  return clipped - jnp.mean(kl_coeff_K * kl_K), (clipped, kl_K)
 
 
 def promp_refs(parts, params, batch):
@@ -194,23 +207,31 @@ def promp_refs(parts, params, batch):
       batch.inner, batch.inner_signals, batch.query))
 
 
-def promp_step(parts, settings, params, adam_state, batch):
+def promp_step(parts, settings, params, state, batch):
   """`promp_steps` Adam steps on ProMP's objective of one batch: the new
-  params and Adam state, and the metrics (of the first step's objective and
-  the last step's KL terms)."""
+  params and ProMP state, and the metrics (of the first step's objective and
+  the last step's KL terms). With `promp_adaptive_kl`, the inner KL of each
+  step at the new params (ProMP's statistics after optimising) then moves
+  that step's coefficient (`adapt_kl_coeff`)."""
   refs = promp_refs(parts, params, batch)
-  value_and_grad = jax.value_and_grad(
-      lambda p: promp_objective(parts, settings, p, batch, refs),
-      has_aux=True)
+  objective = lambda p: promp_objective(parts, settings, p, batch, refs,
+                                        state["kl_coeff"])
+  value_and_grad = jax.value_and_grad(objective, has_aux=True)
 
   def one_step(carry, _):
     current, state = carry
-    (value, (clipped, kl)), grads = value_and_grad(current)
+    (value, (clipped, kl_K)), grads = value_and_grad(current)
     current, state = adam_ascent(current, grads, state, settings.promp_lr)
-    return (current, state), (value, clipped, kl)
+    return (current, state), (value, clipped, kl_K)
 
-  (params, adam_state), (values, clipped, kls) = jax.lax.scan(
-      one_step, (params, adam_state), None, settings.promp_steps)
+  (params, state), (values, clipped, kls) = jax.lax.scan(
+      one_step, (params, state), None, settings.promp_steps)
   metrics = parts.metrics(batch, values[0])
-  metrics.update(promp_clipped_objective=clipped[-1], promp_inner_kl=kls[-1])
-  return params, adam_state, metrics
+  metrics.update(promp_clipped_objective=clipped[-1],
+                 promp_inner_kl=jnp.mean(kls[-1]),
+                 promp_kl_coeff=jnp.mean(state["kl_coeff"]))
+  if settings.promp_adaptive_kl:
+    _, (_, kl_after_K) = objective(params)
+    state = {**state, "kl_coeff": adapt_kl_coeff(
+        state["kl_coeff"], kl_after_K, settings.promp_kl_target)}
+  return params, state, metrics

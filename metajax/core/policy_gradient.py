@@ -115,7 +115,14 @@ def fit_linear_baseline(features_NxTxF, returns_NxT, mask_NxT,
                         ridge: float = 1e-5):
   """Baseline values of every step from a ridge regression of the returns
   on the features, fitted in closed form on the steps taken (one task's
-  trajectories); held constant (no gradient)."""
+  trajectories); held constant (no gradient).
+
+  The normal equations are solved by least squares (SVD, directions of
+  negligible singular value dropped), not by LU: features that are exactly
+  collinear, as a goal observed with the position (constant within a task)
+  is with the constant feature, make them singular to float32 despite the
+  ridge, and LU would return infinities where this returns the fit.
+  """
   features_NxTxF, returns_NxT, mask_NxT = jax.lax.stop_gradient(
       (features_NxTxF, returns_NxT, mask_NxT))
   f_MxF = features_NxTxF.reshape((-1, features_NxTxF.shape[-1]))
@@ -123,7 +130,7 @@ def fit_linear_baseline(features_NxTxF, returns_NxT, mask_NxT,
   gram_FxF = (f_MxF * w_M[:, None]).T @ f_MxF
   rhs_F = (f_MxF * w_M[:, None]).T @ (returns_NxT.reshape(-1) * w_M)
   eye_FxF = jnp.eye(gram_FxF.shape[0], dtype=gram_FxF.dtype)
-  coef_F = jnp.linalg.solve(gram_FxF + ridge * eye_FxF, rhs_F)
+  coef_F = jnp.linalg.lstsq(gram_FxF + ridge * eye_FxF, rhs_F)[0]
   return (features_NxTxF @ coef_F) * mask_NxT
 
 

@@ -1,4 +1,5 @@
 """A Gaussian MLP policy: the MAML-RL paper's (rllab's GaussianMLPPolicy)."""
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -11,6 +12,9 @@ from metajax.models.mlp import get_activation
 class GaussianMLPPolicy(nn.Module):
   """Action mean from an MLP of the observation; a learned,
   state-independent log standard deviation (rllab's `init_std=1`: 0).
+  Kernels start Glorot-uniform and biases at zero, as rllab's
+  (`xavier_initializer`), not flax's LeCun-normal default: at the
+  two-dimensional input of navigation the latter is five times wider.
 
   `__call__(obs_BxO) -> (mean_BxA, log_std_A)`.
   """
@@ -23,9 +27,11 @@ class GaussianMLPPolicy(nn.Module):
   def __call__(self, obs_BxO):
     act = get_activation(self.activation)
     h = obs_BxO
+    dense = functools.partial(nn.Dense,
+                              kernel_init=nn.initializers.glorot_uniform())
     for width in self.hidden_sizes:
-      h = act(nn.Dense(width)(h))
-    mean_BxA = nn.Dense(self.action_dim)(h)
+      h = act(dense(width)(h))
+    mean_BxA = dense(self.action_dim)(h)
     log_std_A = self.param(
         "log_std", lambda _, shape: jnp.full(shape, self.init_log_std,
                                              jnp.float32),

@@ -6,8 +6,10 @@ per-task parameters `(meta_batch, 1)` (goal velocity or direction); the
 algorithm (`maml_rl`) rolls the policy out inside the meta-gradient through
 `Problem.environment`, as for navigation. The policy is the Gaussian MLP of
 the `model` section (the paper: 2 x 100 ReLU). Meta-test tasks are
-`eval.num_tasks` goals from `eval.seed` (the paper: 40); validation goals
-come from a separate stream. brax (`pip install -e ".[rl]"`) is needed only
+`eval.num_tasks` goals (the paper: 40): for velocity, the paper's test
+script's (`task.test_goals=paper`) or drawn from `eval.seed`; for
+direction, drawn from `eval.seed`. Validation goals come from a separate
+stream. brax (`pip install -e ".[rl]"`) is needed only
 when one of these tasks is built; its absence is a ConfigError naming
 `task`, raised before anything compiles.
 """
@@ -18,7 +20,9 @@ from metajax.settings import (
     ConfigError, Section, interval, non_negative, positive_int, setting)
 from metajax.tasks.base import Problem, TaskDomain
 from metajax.tasks.rl import half_cheetah
-from metajax.tasks.rl.task import check_rl_settings, goal_problem
+from metajax.tasks.rl.task import (
+    TEST_GOALS, TEST_GOALS_HELP, check_rl_settings, goal_problem,
+    paper_test_goals)
 
 MAX_HORIZON = 1000  # brax's and gym's half-cheetah episode length
 
@@ -45,6 +49,7 @@ class CheetahVelocityConfig(HalfCheetahConfig):
   NAME = "cheetah_vel"
   goal_range: tuple[float, ...] = setting(
       (0.0, 2.0), "goal velocities ~ U[low, high]", check=interval)
+  test_goals: str = setting("paper", TEST_GOALS_HELP, choices=TEST_GOALS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +81,10 @@ def build(config, formulations: Formulations) -> Problem:
         f"config field 'task': this brax's halfcheetah has observation and "
         f"action sizes {sizes}; expected {env.observation_dim}, "
         f"{env.action_dim}")
-  return goal_problem(config, formulations, env, half_cheetah.rollout)
+  paper_goals = (paper_test_goals(env.goal_low, env.goal_high, 1)
+                 if task.NAME == "cheetah_vel" else None)
+  return goal_problem(config, formulations, env, half_cheetah.rollout,
+                      paper_goals)
 
 
 CHEETAH_VEL = TaskDomain(name="cheetah_vel",

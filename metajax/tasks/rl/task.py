@@ -4,14 +4,16 @@ A meta-batch is a `TaskBatch` whose support and query both hold the goals
 `(meta_batch, 2)`; the algorithm (`maml_rl`) rolls the policy out inside
 the meta-gradient through `Problem.environment`. The policy is the Gaussian
 MLP of the `model` section's hidden sizes and activation (the paper: 2 x
-100 ReLU). Meta-test goals are `eval.num_tasks` goals from `eval.seed`
-(the paper: 40); validation goals come from a separate stream.
+100 ReLU). Meta-test goals are the paper's (`task.test_goals=paper`: its
+test script's draw of `eval.num_tasks` goals, 40 in the paper) or drawn
+from `eval.seed`; validation goals come from a separate stream.
 """
 import dataclasses
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from metajax.backend import Formulations
 from metajax.core.types import TaskBatch
@@ -23,6 +25,10 @@ from metajax.tasks.base import Problem, TaskDomain
 from metajax.tasks.rl.navigation import Navigation, rollout
 
 VALIDATION_STREAM = 1
+PAPER_TEST_SEED = 1  # `np.random.seed(1)` in cbfinn/maml_rl's test scripts
+TEST_GOALS = ("paper", "sampled")
+TEST_GOALS_HELP = ("meta-test goals: the paper's test script's (numpy seed "
+                   "1) or drawn from eval.seed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,10 +38,13 @@ class NavigationConfig(Section):
   horizon: int = setting(100, "steps per episode", check=positive_int)
   goal_range: tuple[float, ...] = setting((-0.5, 0.5), "goal coordinates ~ "
                                           "U[low, high]", check=interval)
-  max_action: float = setting(0.1, "actions clipped to +-this",
-                              check=positive)
+  max_action: float = setting(0.1, "policy actions in [-1, 1] scaled by "
+                              "this and clipped to +-this", check=positive)
   success_radius: float = setting(0.01, "done when both coordinates are "
                                   "this close to the goal", check=positive)
+  observe_goal: bool = setting(False, "observe the goal with the position "
+                               "(the paper's oracle)")
+  test_goals: str = setting("paper", TEST_GOALS_HELP, choices=TEST_GOALS)
 
   def check(self):
     if self.horizon > 10_000:
@@ -77,15 +86,29 @@ def check_rl_settings(config, observation_dim: int) -> None:
 
 
 
-def goal_problem(config, formulations: Formulations, env, rollout: Callable
-                 ) -> Problem:
+def paper_test_goals(low: float, high: float, goal_size: int) -> Callable:
+  """`draw(num_tasks) -> (num_tasks, goal_size)`: the meta-test goals of the
+  paper's test scripts, `np.random.seed(1)` then `np.random.uniform(low,
+  high, size)` (cbfinn/maml_rl `test_maml_point.py`, `test_maml_cheetah.py`)."""
+  def draw(num_tasks: int):
+    rng = np.random.RandomState(PAPER_TEST_SEED)
+    shape = (num_tasks, goal_size) if goal_size > 1 else (num_tasks,)
+    goals = rng.uniform(low, high, size=shape).reshape(num_tasks, goal_size)
+    return jnp.asarray(goals, jnp.float32)
+  return draw
+
+
+def goal_problem(config, formulations: Formulations, env, rollout: Callable,
+                 paper_goals: Optional[Callable] = None) -> Problem:
   """The RL `Problem` of an environment whose tasks are goals.
 
   `env` has `sample_goals(key, num_tasks) -> (num_tasks, G)`,
   `observation_dim`, `action_dim` and `horizon`; `rollout(env, policy_fn,
   params, goal, key, num_trajectories) -> Trajectories`. A meta-batch holds
   `outer.meta_batch_size` goals in both support and query; meta-test goals
-  come from `eval.seed`, validation goals from a separate stream.
+  are `paper_goals(num_tasks)` when given and `task.test_goals` is
+  "paper", else drawn from `eval.seed`; validation goals always come from a
+  separate stream of `eval.seed`.
   """
   task_name = config.task.NAME
   model = GaussianMLPPolicy(action_dim=env.action_dim,
@@ -104,8 +127,12 @@ def goal_problem(config, formulations: Formulations, env, rollout: Callable
     num_tasks = num_tasks or config.eval.num_tasks
     key = jax.random.key(config.eval.seed)
     if split == "val":
-      key = jax.random.fold_in(key, VALIDATION_STREAM)
-    goals = env.sample_goals(key, num_tasks)
+      goals = env.sample_goals(jax.random.fold_in(key, VALIDATION_STREAM),
+                               num_tasks)
+    elif paper_goals is not None and config.task.test_goals == "paper":
+      goals = paper_goals(num_tasks)
+    else:
+      goals = env.sample_goals(key, num_tasks)
     return {f"{num_tasks} goals": TaskBatch(support=goals, query=goals)}
 
   def environment_rollout(params, goal_G, key, num_trajectories):
@@ -126,11 +153,13 @@ def goal_problem(config, formulations: Formulations, env, rollout: Callable
 def build(config, formulations: Formulations) -> Problem:
   """The navigation `Problem` of `config`."""
   task = config.task
-  check_rl_settings(config, observation_dim=2)
+  low, high = task.goal_range
   env = Navigation(horizon=task.horizon, max_action=task.max_action,
-                   success_radius=task.success_radius,
-                   goal_low=task.goal_range[0], goal_high=task.goal_range[1])
-  return goal_problem(config, formulations, env, rollout)
+                   success_radius=task.success_radius, goal_low=low,
+                   goal_high=high, observe_goal=task.observe_goal)
+  check_rl_settings(config, observation_dim=env.observation_dim)
+  return goal_problem(config, formulations, env, rollout,
+                      paper_test_goals(low, high, 2))
 
 
 NAVIGATION = TaskDomain(name="navigation", config_class=NavigationConfig,
