@@ -13,8 +13,8 @@ install -e ".[rl]"`.
 
 Paper (MAML, figure 5): MAML -129.5 / -78.6 / -66.6 / -60.8 after 0 / 1 /
 2 / 3 steps, oracle -54.5 (rllab's MuJoCo half-cheetah, not brax: compare
-the shape). Ours: not run at this size (about 5 minutes per meta-iteration
-on 2 CPU cores, extrapolated; a GPU run). A reduced CPU run
+the shape). Ours: not run at this size (180 s per meta-iteration measured
+on the 2-core CPU alone: a GPU run). A reduced CPU run
 (`--outer.meta_batch_size=8 --algorithm.trajectories=10 --task.horizon=50
 --outer.num_meta_steps=90`, 10 minutes on the 2-core CPU alone) gave -62.6
 / -62.7 / -62.4 / -61.2: no adaptation gain at that budget; see
