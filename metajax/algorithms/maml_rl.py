@@ -172,12 +172,11 @@ class _Parts:
       grads = jax.lax.stop_gradient(grads)
     return jax.tree.map(lambda p, g: p + lr * g, params, grads)
 
-  def readapt(self, params, inner, inner_signals, logp_refs=None):
+  def readapt(self, params, inner, inner_signals):
     """One task's inner steps on its sampled trajectories."""
-    for k, (trajectories, signals) in enumerate(zip(inner, inner_signals)):
+    for trajectories, signals in zip(inner, inner_signals):
       params = self.ascent(params, trajectories, signals, self.inner_lr,
-                           self.first_order,
-                           None if logp_refs is None else logp_refs[k])
+                           self.first_order)
     return params
 
   def rollouts(self, params, tasks, key) -> Batch:

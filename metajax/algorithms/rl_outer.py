@@ -79,10 +79,10 @@ def backtracking_line_search(evaluate, num_steps: int, max_kl: float,
           tried)
 
 
-def _adapted_dists(parts, params, batch, logp_refs=None):
+def _adapted_dists(parts, params, batch):
   """Each task's adapted policy on its query observations (mean, log-std)."""
-  adapted_T = jax.vmap(parts.readapt, (None, 0, 0, 0))(
-      params, batch.inner, batch.inner_signals, logp_refs)
+  adapted_T = jax.vmap(parts.readapt, (None, 0, 0))(
+      params, batch.inner, batch.inner_signals)
   return jax.vmap(parts.policy_fn)(adapted_T, batch.query.obs)
 
 
@@ -131,7 +131,7 @@ def init_promp_state(params, inner_steps: int, kl_coeff: float):
   applies its change like any other leaf's) and its KL coefficient of each
   inner step."""
   zeros = jax.tree.map(jnp.zeros_like, params)
-  return {"mu": zeros, "nu": jax.tree.map(jnp.zeros_like, params),
+  return {"mu": zeros, "nu": zeros,
           "count": jnp.zeros((), jnp.float32),
           "kl_coeff": jnp.full((inner_steps,), kl_coeff, jnp.float32)}
 

@@ -59,12 +59,15 @@ class CheetahDirectionConfig(HalfCheetahConfig):
 
 
 def make_env(task: HalfCheetahConfig) -> half_cheetah.HalfCheetah:
-  """The `HalfCheetah` of a task section."""
-  low, high = getattr(task, "goal_range", (0.0, 2.0))
-  variant = "velocity" if task.NAME == "cheetah_vel" else "direction"
+  """The `HalfCheetah` of a task section (a goal range for velocity only)."""
+  if isinstance(task, CheetahVelocityConfig):
+    low, high = task.goal_range
+    return half_cheetah.HalfCheetah(
+        variant="velocity", horizon=task.horizon, backend=task.backend,
+        goal_low=low, goal_high=high, ctrl_cost=task.ctrl_cost)
   return half_cheetah.HalfCheetah(
-      variant=variant, horizon=task.horizon, backend=task.backend,
-      goal_low=low, goal_high=high, ctrl_cost=task.ctrl_cost)
+      variant="direction", horizon=task.horizon, backend=task.backend,
+      ctrl_cost=task.ctrl_cost)
 
 
 def build(config, formulations: Formulations) -> Problem:
@@ -81,10 +84,11 @@ def build(config, formulations: Formulations) -> Problem:
         f"config field 'task': this brax's halfcheetah has observation and "
         f"action sizes {sizes}; expected {env.observation_dim}, "
         f"{env.action_dim}")
-  paper_goals = (paper_test_goals(env.goal_low, env.goal_high, 1)
-                 if task.NAME == "cheetah_vel" else None)
+  test_goals = None
+  if isinstance(task, CheetahVelocityConfig) and task.test_goals == "paper":
+    test_goals = paper_test_goals(env.goal_low, env.goal_high, 1)
   return goal_problem(config, formulations, env, half_cheetah.rollout,
-                      paper_goals)
+                      test_goals)
 
 
 CHEETAH_VEL = TaskDomain(name="cheetah_vel",

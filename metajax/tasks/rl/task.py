@@ -85,30 +85,28 @@ def check_rl_settings(config, observation_dim: int) -> None:
         f"the {num_features} samples the linear baseline fits; raise either")
 
 
-
 def paper_test_goals(low: float, high: float, goal_size: int) -> Callable:
   """`draw(num_tasks) -> (num_tasks, goal_size)`: the meta-test goals of the
   paper's test scripts, `np.random.seed(1)` then `np.random.uniform(low,
   high, size)` (cbfinn/maml_rl `test_maml_point.py`, `test_maml_cheetah.py`)."""
   def draw(num_tasks: int):
     rng = np.random.RandomState(PAPER_TEST_SEED)
-    shape = (num_tasks, goal_size) if goal_size > 1 else (num_tasks,)
-    goals = rng.uniform(low, high, size=shape).reshape(num_tasks, goal_size)
+    goals = rng.uniform(low, high, size=(num_tasks, goal_size))
     return jnp.asarray(goals, jnp.float32)
   return draw
 
 
 def goal_problem(config, formulations: Formulations, env, rollout: Callable,
-                 paper_goals: Optional[Callable] = None) -> Problem:
+                 test_goals: Optional[Callable] = None) -> Problem:
   """The RL `Problem` of an environment whose tasks are goals.
 
   `env` has `sample_goals(key, num_tasks) -> (num_tasks, G)`,
   `observation_dim`, `action_dim` and `horizon`; `rollout(env, policy_fn,
   params, goal, key, num_trajectories) -> Trajectories`. A meta-batch holds
   `outer.meta_batch_size` goals in both support and query; meta-test goals
-  are `paper_goals(num_tasks)` when given and `task.test_goals` is
-  "paper", else drawn from `eval.seed`; validation goals always come from a
-  separate stream of `eval.seed`.
+  are `test_goals(num_tasks)` when given (the paper's, `paper_test_goals`),
+  else drawn from `eval.seed`; validation goals always come from a separate
+  stream of `eval.seed`.
   """
   task_name = config.task.NAME
   model = GaussianMLPPolicy(action_dim=env.action_dim,
@@ -129,8 +127,8 @@ def goal_problem(config, formulations: Formulations, env, rollout: Callable,
     if split == "val":
       goals = env.sample_goals(jax.random.fold_in(key, VALIDATION_STREAM),
                                num_tasks)
-    elif paper_goals is not None and config.task.test_goals == "paper":
-      goals = paper_goals(num_tasks)
+    elif test_goals is not None:
+      goals = test_goals(num_tasks)
     else:
       goals = env.sample_goals(key, num_tasks)
     return {f"{num_tasks} goals": TaskBatch(support=goals, query=goals)}
@@ -158,8 +156,9 @@ def build(config, formulations: Formulations) -> Problem:
                    success_radius=task.success_radius, goal_low=low,
                    goal_high=high, observe_goal=task.observe_goal)
   check_rl_settings(config, observation_dim=env.observation_dim)
-  return goal_problem(config, formulations, env, rollout,
-                      paper_test_goals(low, high, 2))
+  test_goals = (paper_test_goals(low, high, 2)
+                if task.test_goals == "paper" else None)
+  return goal_problem(config, formulations, env, rollout, test_goals)
 
 
 NAVIGATION = TaskDomain(name="navigation", config_class=NavigationConfig,
